@@ -1,0 +1,132 @@
+"""Samplers: from x_T to x_0 along a strictly decreasing time grid ``ts``.
+
+Contract (shared by every sampler)::
+
+    model(x, t) -> eps_hat, shaped like x; t has shape (batch,) and x's dtype
+    ts[0] > ts[1] > ... > ts[-1]; the sampler goes from ts[0] to ts[-1]
+    callback(info) after each step, info = {"i", "t", "t_prev", "x", "x0_hat", "eps_hat"}:
+        x is the new state at time t (= ts[i + 1]); x0_hat and eps_hat are the predictions made
+        at t_prev (= ts[i]) that produced it.
+
+Dtype and device follow ``x_T``; nothing is converted behind the caller's back.
+
+Notation: alpha_t, sigma_t as in ``diffnb.schedules``; one step goes from t to an earlier s.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+from .forward import posterior
+
+__all__ = ["ddpm", "ddim", "ddim_invert", "predict_eps", "ddim_sigma"]
+
+
+def predict_eps(model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Call ``model`` at the scalar time ``t`` for the whole batch and check what it returns."""
+    tb = t.to(dtype=x.dtype, device=x.device).expand(x.shape[0])
+    return _checks.model_output(model(x, tb), x)
+
+
+def _start(model, x_T, schedule, ts, callback, x_name="x_T"):
+    _checks.callable_(model, "model")
+    if callback is not None:
+        _checks.callable_(callback, "callback")
+    x = _checks.batch(x_T, x_name)
+    return x, _checks.grid(ts, x, schedule)
+
+
+def _noise(x, generator):
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+def ddim_sigma(schedule, t, s, eta: float = 1.0):
+    """DDIM's noise scale for a step t -> s (s < t)::
+
+        sigma_{t->s}(eta) = eta * sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_s)
+
+    eta = 1 is the standard deviation of DDPM's posterior q(x_s | x_t, x_0); eta = 0 is deterministic.
+    """
+    la_t, la_s = schedule.log_alpha(t), schedule.log_alpha(s)
+    var = -torch.expm1(2 * la_s) / -torch.expm1(2 * la_t) * -torch.expm1(2 * (la_t - la_s))
+    return eta * torch.sqrt(var)
+
+
+def ddpm(model, x_T, schedule, ts, generator=None, callback=None):
+    """Ancestral DDPM sampling (Ho et al. 2020, Algorithm 2) on any decreasing grid.
+
+    Each step predicts x0 from eps and draws x_s from the posterior q(x_s | x_t, x0_hat); with
+    ``ts`` = T, T-1, ..., 0 this is DDPM itself, with a subsequence it is the respaced chain.
+    The variance is the posterior's (beta-tilde), which is 0 on the last step to t = 0.
+    """
+    x, ts = _start(model, x_T, schedule, ts, callback)
+    for i in range(len(ts) - 1):
+        t, s = ts[i], ts[i + 1]
+        alpha_t, sigma_t = schedule.alpha(t), schedule.sigma(t)
+        # 1. Predict the noise, then the clean data.
+        eps_hat = predict_eps(model, x, t)
+        x0_hat = (x - sigma_t * eps_hat) / alpha_t
+        # 2. Sample the posterior q(x_s | x_t, x0_hat).
+        mean, var = posterior(schedule, x, x0_hat, t, s)
+        x = mean + torch.sqrt(var) * _noise(x, generator)
+        if callback is not None:
+            callback({"i": i, "t": s, "t_prev": t, "x": x, "x0_hat": x0_hat, "eps_hat": eps_hat})
+    return x
+
+
+def ddim(model, x_T, schedule, ts, eta: float = 0.0, generator=None, callback=None):
+    """DDIM (Song, Meng and Ermon 2021, eq. 12) on any decreasing grid::
+
+        x_s = alpha_s x0_hat + sqrt(sigma_s^2 - ddim_sigma^2) eps_hat + ddim_sigma z
+
+    eta = 0: deterministic (the probability-flow ODE's first-order solver); eta = 1: DDPM's
+    posterior variance, the same chain as ``ddpm`` given the same noise. One noise draw per step
+    when eta > 0, in the same order as ``ddpm``.
+    """
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)):
+        raise TypeError(f"eta must be a number, got {type(eta).__name__}")
+    if not eta >= 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    x, ts = _start(model, x_T, schedule, ts, callback)
+    for i in range(len(ts) - 1):
+        t, s = ts[i], ts[i + 1]
+        alpha_t, sigma_t, alpha_s, sigma_s = schedule.alpha(t), schedule.sigma(t), schedule.alpha(s), schedule.sigma(s)
+        eps_hat = predict_eps(model, x, t)
+        x0_hat = (x - sigma_t * eps_hat) / alpha_t
+        noise_std = ddim_sigma(schedule, t, s, eta)
+        direction2 = sigma_s**2 - noise_std**2  # squared coefficient of the "direction pointing to x_t"
+        if float(direction2) < 0:
+            raise ValueError(
+                f"eta={eta} is too large for the step t={float(t):g} -> s={float(s):g}: "
+                f"1 - alpha_bar_s - sigma^2 = {float(direction2):.3g} < 0"
+            )
+        x = alpha_s * x0_hat + torch.sqrt(direction2) * eps_hat
+        if eta > 0:
+            x = x + noise_std * _noise(x, generator)
+        if callback is not None:
+            callback({"i": i, "t": s, "t_prev": t, "x": x, "x0_hat": x0_hat, "eps_hat": eps_hat})
+    return x
+
+
+def ddim_invert(model, x_0, schedule, ts, callback=None):
+    """DDIM inversion: run deterministic DDIM backwards, from ``ts[-1]`` up to ``ts[0]``.
+
+    Each step from s up to t uses the prediction at the current point, eps_hat(x_s, s)::
+
+        x_t = alpha_t x0_hat(x_s) + sigma_t eps_hat(x_s, s)
+
+    which is the explicit Euler step of the same ODE, so ``ddim(model, ddim_invert(model, x, ...), ...)``
+    returns x up to the discretisation error of both walks.
+    """
+    x, ts = _start(model, x_0, schedule, ts, callback, x_name="x_0")
+    up = ts.flip(0)
+    for i in range(len(up) - 1):
+        s, t = up[i], up[i + 1]
+        alpha_s, sigma_s = schedule.alpha(s), schedule.sigma(s)
+        eps_hat = predict_eps(model, x, s)
+        x0_hat = (x - sigma_s * eps_hat) / alpha_s
+        x = schedule.alpha(t) * x0_hat + schedule.sigma(t) * eps_hat
+        if callback is not None:
+            callback({"i": i, "t": t, "t_prev": s, "x": x, "x0_hat": x0_hat, "eps_hat": eps_hat})
+    return x

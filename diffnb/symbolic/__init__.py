@@ -1,0 +1,4 @@
+"""SymPy derivations, one module per chapter; each function returns expressions that a chapter
+displays and a test checks."""
+
+from .ddpm import *  # noqa: F401,F403
