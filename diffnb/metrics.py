@@ -48,8 +48,9 @@ def wasserstein_1d_samples(a, b) -> float:
     return float((torch.sort(a).values - torch.sort(b).values).abs().mean())
 
 
-def sliced_wasserstein(samples, mixture, n_directions: int = 64, seed: int = 0) -> float:
-    """Mean over ``n_directions`` seeded unit directions of the exact projected W1 distance."""
+def sliced_wasserstein(samples, mixture, n_directions: int = 64, seed: int = 0, n_grid: int = 20_001) -> float:
+    """Mean over ``n_directions`` seeded unit directions of the exact projected W1 distance
+    (all directions at once: one sort, one batched CDF evaluation)."""
     x = _checks.batch(samples, "samples")
     if x.ndim != 2 or x.shape[1] != mixture.dim:
         raise ValueError(f"samples must have shape (n, {mixture.dim}), got {tuple(x.shape)}")
@@ -57,8 +58,17 @@ def sliced_wasserstein(samples, mixture, n_directions: int = 64, seed: int = 0) 
     g = torch.Generator().manual_seed(seed)
     dirs = torch.randn(n_directions, mixture.dim, generator=g, dtype=torch.float64)
     dirs = dirs / dirs.norm(dim=1, keepdim=True)
-    x = x.to(torch.float64)
-    return sum(wasserstein_1d(x @ u, mixture.project(u)) for u in dirs) / n_directions
+    proj = torch.sort((x.to(torch.float64) @ dirs.T).T.contiguous(), dim=1).values  # (L, n)
+    means = dirs @ mixture.means.T  # (L, K): the projected mixture of each direction
+    stds = torch.sqrt((mixture.stds**2) @ (dirs**2).T).T  # (L, K)
+    lo = torch.minimum(proj[:, 0], (means - 10 * stds).min(1).values)
+    hi = torch.maximum(proj[:, -1], (means + 10 * stds).max(1).values)
+    u = torch.linspace(0, 1, n_grid, dtype=torch.float64)
+    grid = lo[:, None] + (hi - lo)[:, None] * u  # (L, G)
+    empirical = torch.searchsorted(proj, grid, right=True).to(torch.float64) / proj.shape[1]
+    z = (grid[:, :, None] - means[:, None, :]) / stds[:, None, :]
+    exact = (mixture.weights * 0.5 * torch.erfc(-z / 2**0.5)).sum(-1)
+    return float(torch.trapezoid((empirical - exact).abs(), grid, dim=1).mean())
 
 
 def rms_error(x, reference) -> float:

@@ -187,5 +187,5 @@ def train_denoiser(model: EpsMLP, data: GaussianMixture, schedule, steps: int = 
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses

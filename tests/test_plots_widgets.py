@@ -1,0 +1,43 @@
+import pytest
+
+from diffnb import plots, widgets
+
+
+def make(title="demo", label=True):
+    fig, ax = plots.figure()
+    ax.plot([0, 1], [0, 1])
+    ax.set_title(title)
+    if label:
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+    return fig
+
+
+def test_show_is_deterministic_and_hashes_the_png():
+    a, b = plots.show(make()), plots.show(make())
+    assert a.png == b.png and a.sha == b.sha
+    assert a.png.startswith(b"\x89PNG") and "sha256:" + a.sha in repr(a)
+    assert plots.show(make("other")).sha != a.sha
+
+
+def test_show_refuses_unlabelled_axes():
+    with pytest.raises(ValueError, match=r"every plotted axis needs an x and a y label"):
+        plots.show(make(label=False))
+
+
+def test_frame_slider_html_is_stable_and_self_contained():
+    frames = {"1": plots.show(make("a")), "2": plots.show(make("b"))}
+    one, two = widgets.frame_slider(frames, "step", name="demo"), widgets.frame_slider(frames, "step", name="demo")
+    assert one._repr_html_() == two._repr_html_()
+    html = one._repr_html_()
+    assert html.count("data:image/png;base64,") == 3  # two frames in the script, the first one shown
+    assert 'id="demo-range"' in html and "http" not in html
+
+
+def test_frame_slider_bad_input():
+    with pytest.raises(TypeError, match=r"frames must be a non-empty dict"):
+        widgets.frame_slider({})
+    with pytest.raises(TypeError, match=r"frames\['a'\] must be a plots.Figure"):
+        widgets.frame_slider({"a": 1})
+    with pytest.raises(ValueError, match=r"name must start with a letter"):
+        widgets.frame_slider({"a": plots.show(make())}, name="1 bad")
