@@ -164,7 +164,7 @@ class EpsMLP(torch.nn.Module):
 
 
 def train_denoiser(model: EpsMLP, data: GaussianMixture, schedule, steps: int = 3000, batch_size: int = 1024,
-                   lr: float = 3e-3, seed: int = 0, progress: bool = True) -> list[float]:
+                   lr: float = 1e-2, seed: int = 0, progress: bool = True) -> list[float]:
     """Minimise the eps-prediction loss E ||eps_theta(x_t, t) - eps||^2 with t uniform on (t_min, t_max].
 
     Fresh data every step from ``data`` (so there is no over-fitting to a finite set), Adam with a

@@ -1,0 +1,104 @@
+"""Timing tables for the book (never a test: numbers depend on the machine and its load).
+
+    .venv/bin/python benchmarks/run.py            # everything
+    .venv/bin/python benchmarks/run.py chapters   # chapter execution times only
+    .venv/bin/python benchmarks/run.py training samplers
+
+Each row is the median of ``--repeat`` runs (chapters: one run each, they take tens of seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def median_time(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_chapters(repeat):
+    jupyter = Path(sys.executable).with_name("jupyter")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for nb in sorted((ROOT / "chapters").glob("*.ipynb")):
+            copy = Path(tmp) / nb.name
+            shutil.copy(nb, copy)
+            start = time.perf_counter()
+            subprocess.run([str(jupyter), "nbconvert", "--to", "notebook", "--execute", "--inplace",
+                            "--ExecutePreprocessor.timeout=900", str(copy)],
+                           cwd=ROOT / "chapters", check=True, capture_output=True)
+            rows.append((f"execute {nb.name}", time.perf_counter() - start, "one run, nbconvert"))
+    return rows
+
+
+def bench_training(repeat):
+    from diffnb import toy
+    from diffnb.schedules import DiscreteVP
+
+    schedule, data = DiscreteVP.linear(), toy.seed_mixture_1d()
+
+    def train():
+        net = toy.EpsMLP(dim=1, t_scale=schedule.t_max, hidden=64, depth=3, seed=0)
+        toy.train_denoiser(net, data, schedule, steps=3000, batch_size=1024, lr=1e-2, seed=0, progress=False)
+
+    return [("train EpsMLP (Chapter 1 settings, 3000 steps)", median_time(train, repeat), f"median of {repeat}")]
+
+
+def bench_samplers(repeat):
+    from diffnb import samplers, toy
+    from diffnb.schedules import DiscreteVP
+
+    schedule = DiscreteVP.linear()
+    ts = schedule.timesteps(100)
+    x = torch.randn(4000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = toy.seed_mixture_1d().eps_model(schedule)
+
+    def trivial(x, t):
+        return torch.zeros_like(x)
+
+    rows = []
+    for name, model in [("exact-score model", exact), ("trivial model", trivial)]:
+        for sampler in ("ddpm", "ddim"):
+            fn = getattr(samplers, sampler)
+            kwargs = {"generator": torch.Generator().manual_seed(1)} if sampler == "ddpm" else {}
+            seconds = median_time(lambda: fn(model, x, schedule, ts, **kwargs), repeat)
+            rows.append((f"{sampler}, 100 steps, 4000 points, {name}", seconds, f"{1e3 * seconds / 100:.3f} ms/step"))
+    return rows
+
+
+BENCHES = {"chapters": bench_chapters, "training": bench_training, "samplers": bench_samplers}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", nargs="*", choices=[*BENCHES, []], default=list(BENCHES))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    rows = []
+    for name in args.which or BENCHES:
+        rows += BENCHES[name](args.repeat)
+    width = max(len(r[0]) for r in rows)
+    print(f"{'benchmark':{width}s}  {'seconds':>8s}  note")
+    for label, seconds, note in rows:
+        print(f"{label:{width}s}  {seconds:8.2f}  {note}")
+
+
+if __name__ == "__main__":
+    main()
