@@ -8,7 +8,7 @@ VENDOR := _vendor/.complete
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 BUILD  := $(BIN)/jupyter-book build . -W -n --keep-going
 
-.PHONY: setup book test unit notebooks build-html lab execute bench lock clean
+.PHONY: setup book test unit notebooks build-html browser lab-check chromium lab execute bench lock clean
 
 setup: $(STAMP) $(VENDOR)
 
@@ -38,7 +38,9 @@ test: setup
 	$(MAKE) unit
 	$(MAKE) notebooks
 	$(MAKE) build-html
-	@echo "make test: unit tests, strict nbval on every chapter and the -W book build all passed"
+	$(MAKE) browser
+	$(MAKE) lab-check
+	@echo "make test: unit tests, strict nbval on every chapter, the -W book build, the offline browser check and the JupyterLab check all passed"
 
 # Re-execute every chapter in place (deterministic outputs, no timing metadata); commit the result.
 execute: $(STAMP)
@@ -47,11 +49,29 @@ execute: $(STAMP)
 	    --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; \
 	done
 
+# Debian's chromium for the browser checks (playwright drives it; its own browser download is not used),
+# and a CJK font so that the glossary's Chinese terms render in the screenshots. Installs only what is missing.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list :lang=zh 2>/dev/null | grep -q .; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-wqy-microhei; fi
+
+_build/html/index.html:
+	$(MAKE) build-html
+
+# Every page of the built book in headless Chromium, offline; screenshots in _build/screenshots/.
+browser: setup chromium _build/html/index.html
+	$(PY) scripts/browser_check.py _build/html
+
+# JupyterLab on 127.0.0.1 with a temporary copy of chapters/: run a chapter, move an explorer's slider.
+lab-check: setup chromium
+	$(PY) scripts/lab_check.py
+
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=chapters
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/diffusers_vs_diffnb.py
 
 # Regenerate requirements.txt from pyproject.toml's direct pins, in a scratch environment.
 lock:

@@ -6,6 +6,8 @@ value) with a message that names the argument and says what was expected.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -23,7 +25,14 @@ def as_float_tensor(value, name: str, *, dtype=None, device=None) -> torch.Tenso
 
 
 def finite(x: torch.Tensor, name: str) -> torch.Tensor:
-    """Raise ``ValueError`` if ``x`` holds NaN or infinity."""
+    """Raise ``ValueError`` if ``x`` holds NaN or infinity.
+
+    Fast path: NaN and inf propagate into the sum, so a finite sum proves every entry finite in one read
+    pass (``isfinite(x).all()`` is several times slower on CPU and runs once per model call); only a
+    non-finite sum, which can also come from overflow, falls back to the elementwise test.
+    """
+    if math.isfinite(float(x.sum())):
+        return x
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite, but it contains NaN or inf")
     return x

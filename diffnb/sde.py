@@ -13,6 +13,11 @@ Notation (Song et al. 2021; alpha_t, sigma_t, lambda_t as in ``diffnb.schedules`
 
 DDPM's chain x_n = sqrt(1 - beta_n) x_{n-1} + sqrt(beta_n) z is the Euler-Maruyama step of the
 forward SDE with beta_n = beta(t) dt, up to O(beta_n^2) per step.
+
+Also here, for the chapter's checks: the exact noised mixture q_t (``noised_mixture``), the
+Kolmogorov-Smirnov distance to it (``ks_distance``), the moments of the forward Euler-Maruyama chain
+(``euler_maruyama_moments``) and two estimators of a conditional expectation E[eps | x_t]
+(``binned_mean``, ``fit_rbf``) used to show what denoising score matching converges to.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from scipy.integrate import solve_ivp
 
 from . import _checks
 from .samplers import _noise, _start, predict_eps
+from .schedules import VPSchedule
+from .toy import GaussianMixture
 
 __all__ = [
     "drift_diffusion",
@@ -32,7 +39,26 @@ __all__ = [
     "reverse_sde_euler_maruyama",
     "probability_flow_rhs",
     "reference_ode_solve",
+    "euler_maruyama_moments",
+    "noised_mixture",
+    "ks_distance",
+    "binned_mean",
+    "fit_rbf",
 ]
+
+
+def _schedule(schedule):
+    if not isinstance(schedule, VPSchedule):
+        raise TypeError(f"schedule must be a diffnb.schedules.VPSchedule, got {type(schedule).__name__}")
+    return schedule
+
+
+def _mixture(mixture, dim=None):
+    if not isinstance(mixture, GaussianMixture):
+        raise TypeError(f"mixture must be a toy.GaussianMixture, got {type(mixture).__name__}")
+    if dim is not None and mixture.dim != dim:
+        raise ValueError(f"mixture must be {dim}-D, got dim={mixture.dim}")
+    return mixture
 
 
 def _scalar_time(t, name, like):
@@ -48,9 +74,10 @@ def drift_diffusion(schedule, t):
         f(t) = d log alpha_t / dt,   g^2(t) = d sigma_t^2/dt - 2 f sigma_t^2 = -2 f(t)
 
     (alpha_t^2 + sigma_t^2 = 1 makes d sigma_t^2/dt = -2 f alpha_t^2). For the linear VP schedule
-    g^2(t) = beta(t). Shapes and dtype follow ``t``.
+    g^2(t) = beta(t). Shapes and dtype follow ``t``. On ``DiscreteVP`` f is piecewise constant,
+    f = log(1 - beta_n) / 2 on (n - 1, n] (left-continuous at the integers), so g^2 = -log(1 - beta_n).
     """
-    f = schedule.d_log_alpha(t)
+    f = _schedule(schedule).d_log_alpha(t)
     return f, -2 * f
 
 
@@ -65,22 +92,32 @@ def _increasing_grid(ts, like, schedule, name="ts"):
     return _checks.grid(ts.flip(0), like, schedule, name).flip(0)
 
 
+def _step_coefficients(schedule, t, t_next):
+    """f and g^2 at the start ``t`` of the step t -> t_next, taken from inside the step (the one-sided
+    limit): the same as at ``t`` for a smooth schedule; for ``DiscreteVP`` at an integer n it is the
+    coefficient of the step (n, n + 1] being taken, not of the step that ends at n."""
+    return drift_diffusion(schedule, torch.nextafter(t, t_next))
+
+
 def forward_sde_euler_maruyama(x0, schedule, ts, generator=None, callback=None):
     """Simulate the forward SDE dx = f(t) x dt + g(t) dw by Euler-Maruyama on the increasing grid ``ts``::
 
         x_{k+1} = x_k + f(t_k) x_k dt + g(t_k) sqrt(dt) z_k,   dt = t_{k+1} - t_k,  z_k ~ N(0, I)
 
-    starting from ``x0`` at ``ts[0]``; returns the state at ``ts[-1]``. ``callback`` receives
-    ``{"i", "t", "t_prev", "x"}`` after each step (x is the state at t = ts[i + 1]).
+    starting from ``x0`` at ``ts[0]``; returns the state at ``ts[-1]``. The coefficients are taken at
+    the start of each step, from inside it (this matters only for ``DiscreteVP``, whose f jumps at
+    the integers). ``callback`` receives ``{"i", "t", "t_prev", "x"}`` after each step (x is the
+    state at t = ts[i + 1]). ``euler_maruyama_moments`` gives the exact law of this chain.
     """
     x = _checks.batch(x0, "x0")
+    _schedule(schedule)
     if callback is not None:
         _checks.callable_(callback, "callback")
     ts = _increasing_grid(ts, x, schedule)
     for i in range(len(ts) - 1):
         t, t_next = ts[i], ts[i + 1]
         dt = t_next - t
-        f, g2 = drift_diffusion(schedule, t)
+        f, g2 = _step_coefficients(schedule, t, t_next)
         # Euler-Maruyama step.
         x = x + f * x * dt + torch.sqrt(g2 * dt) * _noise(x, generator)
         if callback is not None:
@@ -98,6 +135,7 @@ def reverse_sde_euler_maruyama(model, x_T, schedule, ts, generator=None, callbac
     returns the mean without noise unless ``last_step_noise=True`` (DDPM's last posterior variance is
     zero for the same reason: noise added at the end is not removed by anything).
     """
+    _schedule(schedule)
     x, ts = _start(model, x_T, schedule, ts, callback)
     if not isinstance(last_step_noise, bool):
         raise TypeError(f"last_step_noise must be a bool, got {type(last_step_noise).__name__}")
@@ -128,6 +166,7 @@ def probability_flow_rhs(model, x, t, schedule):
     """
     _checks.callable_(model, "model")
     x = _checks.batch(x, "x")
+    _schedule(schedule)
     t = _scalar_time(t, "t", x)
     schedule.check_times(t, "t")
     sigma_t = schedule.sigma(t)
@@ -145,21 +184,43 @@ def _positive_number(v, name):
     return float(v)
 
 
+RHO_SCALE = 0.02  # c in rho = c sinh(u), the solver's internal variable (see reference_ode_solve)
+
+
+def _time_of_rho(schedule):
+    """rho -> t(rho) for a fixed schedule, without the per-call argument checks of ``t_of_log_snr``
+    (alpha^2 = 1 / (1 + rho^2), then the schedule's own inverse of log alpha, clamped to its range)."""
+    f64 = torch.float64
+    log_alpha_min = schedule._log_alpha(torch.tensor(schedule.t_max, dtype=f64))
+
+    def t_of(rho):
+        log_alpha = torch.maximum(-0.5 * torch.log1p(rho * rho), log_alpha_min)
+        return schedule._t_of_log_alpha(log_alpha).clamp(schedule.t_min, schedule.t_max)
+
+    return t_of
+
+
 def reference_ode_solve(model, x_start, schedule, t_start, t_end, rtol=1e-10, atol=1e-10, return_info=False):
     """Integrate the probability-flow ODE from ``t_start`` to ``t_end`` to high accuracy (either direction).
 
     Formulation: in rho = sigma_t / alpha_t and y = x / alpha_t the ODE is dy/drho = eps_hat(x, t(rho))
     (it follows from dx/dt = f x + g^2/(2 sigma) eps with g^2 = 2 sigma (d sigma/dt - f sigma) and
-    d rho/dt = (d sigma/dt - f sigma) / alpha). It is integrated by ``scipy.integrate.solve_ivp``
-    with DOP853 (order 8) on the flattened batch; t(rho) = ``schedule.t_of_log_snr(-log rho)`` and
-    alpha = 1 / sqrt(1 + rho^2). rho = 0 (t = t_min, sigma = 0) is an ordinary point of this form, so
-    ``t_end`` (or ``t_start``) may be the clean-data time as long as ``model`` is finite there (the
-    exact mixture eps is; it is 0 at sigma = 0).
+    d rho/dt = (d sigma/dt - f sigma) / alpha; 1/alpha_t is the integrating factor of the linear
+    part). rho = 0 (t = t_min, sigma = 0) is an ordinary point of this form, so ``t_end`` (or
+    ``t_start``) may be the clean-data time as long as ``model`` is finite there (the exact mixture
+    eps is; it is 0 at sigma = 0). t(rho) is the schedule's inverse of alpha = 1 / sqrt(1 + rho^2).
+
+    The integrator is ``scipy.integrate.solve_ivp`` with DOP853 (order 8) on the flattened batch, in
+    the variable u = asinh(rho / c), c = ``RHO_SCALE`` = 0.02: dy/du = c cosh(u) eps. The change of
+    variable is exact; it only makes the adaptive steps grow geometrically with rho (where the flow
+    is nearly linear in rho) instead of being rejected one after another, which saves about a third
+    of the model calls at the same accuracy.
 
     Tolerances are per component: scipy measures the error in an RMS norm over all n components, so
     ``rtol`` and ``atol`` are divided by sqrt(n) before they are passed on (floored at scipy's
     100 * machine epsilon for ``rtol``), which bounds every component's local error estimate by
-    atol + rtol |y|, however large the batch.
+    atol + rtol |y|, however large the batch. On exact-score Gaussian data the result agrees with the
+    closed-form flow to about 1e-11 (``tests/test_sde.py`` asserts 1e-9 in both directions).
 
     ``x_start`` must be float64; the result has its shape, dtype and device. With
     ``return_info=True`` returns ``(x_end, info)`` with info = {"nfev", "n_steps", "message"}.
@@ -168,7 +229,10 @@ def reference_ode_solve(model, x_start, schedule, t_start, t_end, rtol=1e-10, at
     x = _checks.batch(x_start, "x_start")
     if x.dtype != torch.float64:
         raise TypeError(f"x_start must be float64 for a reference solve, got {x.dtype}")
+    _schedule(schedule)
     rtol, atol = _positive_number(rtol, "rtol"), _positive_number(atol, "atol")
+    if not isinstance(return_info, bool):
+        raise TypeError(f"return_info must be a bool, got {type(return_info).__name__}")
     t_start, t_end = _scalar_time(t_start, "t_start", x), _scalar_time(t_end, "t_end", x)
     schedule.check_times(t_start, "t_start")
     schedule.check_times(t_end, "t_end")
@@ -180,18 +244,18 @@ def reference_ode_solve(model, x_start, schedule, t_start, t_end, rtol=1e-10, at
 
     shape, device = x.shape, x.device
     n = x.numel()
+    t_of_rho, c = _time_of_rho(schedule), RHO_SCALE
 
-    def rhs(rho, y_flat):
-        rho_t = torch.tensor(rho, dtype=torch.float64, device=device)
-        t = schedule.t_of_log_snr(-torch.log(rho_t))
-        alpha = torch.rsqrt(1 + rho_t**2)
+    def rhs(u, y_flat):
+        rho = torch.tensor(c * math.sinh(u), dtype=torch.float64, device=device)
+        alpha = torch.rsqrt(1 + rho * rho)
         y = torch.from_numpy(y_flat).to(device).reshape(shape)
-        eps = predict_eps(model, alpha * y, t)
-        return eps.reshape(-1).cpu().numpy()
+        eps = predict_eps(model, alpha * y, t_of_rho(rho))
+        return (c * math.cosh(u)) * eps.reshape(-1).cpu().numpy()
 
     y0 = (x / alpha_start).reshape(-1).cpu().numpy().astype(np.float64)
     scale = math.sqrt(n)
-    sol = solve_ivp(rhs, (rho_start, rho_end), y0, method="DOP853",
+    sol = solve_ivp(rhs, (math.asinh(rho_start / c), math.asinh(rho_end / c)), y0, method="DOP853",
                     rtol=max(rtol / scale, 100 * np.finfo(float).eps), atol=atol / scale)
     if not sol.success:
         raise RuntimeError(f"reference_ode_solve: solve_ivp failed: {sol.message}")
@@ -199,3 +263,102 @@ def reference_ode_solve(model, x_start, schedule, t_start, t_end, rtol=1e-10, at
     x_end = y_end * schedule.alpha(t_end)
     info = {"nfev": int(sol.nfev), "n_steps": int(sol.t.size - 1), "message": sol.message}
     return (x_end, info) if return_info else x_end
+
+
+# --- exact references and estimators for the chapter's checks ------------------------------------
+
+def euler_maruyama_moments(schedule, ts):
+    """Mean coefficient and variance of the forward Euler-Maruyama chain on the increasing grid ``ts``::
+
+        c_{k+1} = (1 + f(t_k) dt) c_k,   v_{k+1} = (1 + f(t_k) dt)^2 v_k + g^2(t_k) dt,   c_0 = 1, v_0 = 0
+
+    with the coefficients of ``forward_sde_euler_maruyama``, so that x_k given x_0 is N(c_k x_0, v_k)
+    exactly for the simulated chain. Returns ``(c, v)``, float64 tensors with one entry per grid
+    point (the exact SDE has c = alpha_t / alpha_{ts[0]} and v = 1 - c^2).
+    """
+    _schedule(schedule)
+    ts = _increasing_grid(ts, torch.zeros(1, dtype=torch.float64), schedule)
+    f, g2 = _step_coefficients(schedule, ts[:-1], ts[1:])
+    dt = ts[1:] - ts[:-1]
+    c, v = [torch.ones((), dtype=torch.float64)], [torch.zeros((), dtype=torch.float64)]
+    for a, b in zip(1 + f * dt, g2 * dt):
+        c.append(a * c[-1])
+        v.append(a * a * v[-1] + b)
+    return torch.stack(c), torch.stack(v)
+
+
+def noised_mixture(mixture, schedule, t) -> GaussianMixture:
+    """q_t for data ``mixture``: each component N(m, s^2) becomes N(alpha_t m, alpha_t^2 s^2 + sigma_t^2)."""
+    _mixture(mixture)
+    _schedule(schedule)
+    t = _checks.as_float_tensor(t, "t")
+    if t.ndim != 0:
+        raise ValueError(f"t must be a scalar time, got shape {tuple(t.shape)}")
+    alpha, sigma = schedule.alpha(t).double(), schedule.sigma(t).double()
+    return GaussianMixture(mixture.weights, alpha * mixture.means, torch.sqrt(alpha**2 * mixture.stds**2 + sigma**2))
+
+
+def ks_distance(samples, mixture) -> float:
+    """Kolmogorov-Smirnov distance sup_x |F_n(x) - F(x)| between 1-D samples and a 1-D mixture's CDF.
+
+    For n independent samples from the mixture, P(KS > c / sqrt(n)) is about 2 exp(-2 c^2) for large n
+    (c = 1.95 gives 0.001).
+    """
+    x = _checks.batch(samples, "samples")
+    _mixture(mixture, dim=1)
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 1:
+        raise ValueError(f"samples must have shape (n,) or (n, 1), got {tuple(samples.shape)}")
+    F = mixture.cdf_1d(torch.sort(x.to(torch.float64)).values)
+    n = F.numel()
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    return float(torch.maximum(i / n - F, F - (i - 1) / n).max())
+
+
+def binned_mean(x, y, edges):
+    """Per-bin mean of ``y`` over the samples whose ``x`` falls in [edges[j], edges[j+1]).
+
+    ``x`` and ``y`` are 1-D (or ``(n, 1)``) and paired; returns ``(counts, means)`` (NaN-free: bins
+    with no sample get mean 0 and count 0)."""
+    x, y = _checks.batch(x, "x").reshape(-1), _checks.batch(y, "y").reshape(-1)
+    if x.numel() != y.numel():
+        raise ValueError(f"y must pair with x: got {y.numel()} values for {x.numel()}")
+    edges = _checks.as_float_tensor(edges, "edges")
+    if edges.ndim != 1 or edges.numel() < 2 or not bool((edges[1:] > edges[:-1]).all()):
+        raise ValueError("edges must be a strictly increasing 1-D tensor of at least 2 points")
+    j = torch.bucketize(x, edges.to(x), right=True) - 1
+    keep = (j >= 0) & (j < edges.numel() - 1)
+    nb = edges.numel() - 1
+    counts = torch.zeros(nb, dtype=y.dtype).index_add_(0, j[keep], torch.ones_like(y[keep]))
+    sums = torch.zeros(nb, dtype=y.dtype).index_add_(0, j[keep], y[keep])
+    return counts, sums / counts.clamp(min=1)
+
+
+def fit_rbf(x, y, centers, width, ridge: float = 1e-8):
+    """Least-squares fit of y ~ sum_j w_j exp(-(x - c_j)^2 / (2 width^2)) + w_0 (1-D ``x``, ``y``).
+
+    Minimising the mean square error over a rich family approximates the conditional expectation
+    E[y | x], which is what the denoising score-matching loss converges to. ``ridge`` is a small
+    Tikhonov term for conditioning. Returns ``predict(x_new)``.
+    """
+    x, y = _checks.batch(x, "x").reshape(-1, 1).double(), _checks.batch(y, "y").reshape(-1, 1).double()
+    if x.shape != y.shape:
+        raise ValueError(f"y must pair with x: got {y.shape[0]} values for {x.shape[0]}")
+    centers = _checks.as_float_tensor(centers, "centers").double().reshape(1, -1)
+    width = _positive_number(width, "width")
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not (math.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+
+    def features(u):
+        return torch.cat([torch.ones_like(u), torch.exp(-((u - centers) ** 2) / (2 * width**2))], 1)
+
+    phi = features(x)
+    gram = phi.T @ phi / x.shape[0] + ridge * torch.eye(phi.shape[1], dtype=torch.float64)
+    w = torch.linalg.solve(gram, phi.T @ y / x.shape[0])
+
+    def predict(u):
+        u = _checks.batch(u, "x_new")
+        return (features(u.reshape(-1, 1).double()) @ w).reshape(u.shape).to(u.dtype)
+
+    return predict

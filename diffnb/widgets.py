@@ -4,8 +4,9 @@
   few lines of inline JavaScript). It works in the built HTML with no kernel, and its output is
   byte-stable, so strict nbval checks it like any other output.
 - ``live(render, **controls)``: the same explorer with ipywidgets, recomputing on every change, for
-  JupyterLab. Its output is the live widget's and cannot be compared by nbval: cells that call it
-  carry the ``nbval-ignore-output`` tag.
+  JupyterLab. It displays the widget and returns ``None``. Its output is the live widget's (a model id
+  that changes on every run) and cannot be compared by nbval: cells that call it carry the
+  ``nbval-ignore-output`` tag, with a comment saying why.
 """
 
 from __future__ import annotations
@@ -65,16 +66,22 @@ def frame_slider(frames: dict, label: str = "frame", name: str = "slider", start
     return SliderHTML(text, labels, frames.values())
 
 
-def live(render, **controls):
-    """``ipywidgets.interact`` over ``render(**values) -> plots.Figure``; ``controls`` are widget specs
-    as ``interact`` takes them (a list of options, a ``(min, max, step)`` tuple or a widget)."""
+def live(render, **controls) -> None:
+    """An ``ipywidgets.interactive`` explorer over ``render(**values) -> plots.Figure``.
+
+    ``controls`` are widget specs as ``interact`` takes them (a list of options, a ``(min, max, step)``
+    tuple or a widget). The explorer is displayed at once and the function returns ``None``, so a
+    cell that ends with ``live(...)`` shows the widget and nothing else (no ``<function ...>`` repr).
+    """
     import ipywidgets
     from IPython.display import display
 
     if not callable(render):
         raise TypeError(f"render must be callable, got {type(render).__name__}")
+    if not controls:
+        raise ValueError("controls must name at least one widget, e.g. live(render, eta=(0.0, 1.0, 0.1))")
 
     def draw(**values):
         display(render(**values))
 
-    return ipywidgets.interact(draw, **controls)
+    display(ipywidgets.interactive(draw, **controls))

@@ -14,6 +14,8 @@ for f in mathjax-*.tgz jupyter-widgets-html-manager-*.tgz requirejs-*.tgz; do
 done
 cp -r mathjax/es5 ../site/mathjax
 mkdir -p ../site/html-manager && cp jupyter-widgets-html-manager/dist/embed-amd.js ../site/html-manager/
+# The widgets' icon fonts (Font Awesome), next to the module that loads them (see nb_ipywidgets_js in _config.yml).
+cp jupyter-widgets-html-manager/dist/*.woff2 jupyter-widgets-html-manager/dist/*.woff ../site/html-manager/
 cp requirejs/require.js ../site/require.js
 cd .. && rm -rf tmp && touch .complete
 echo "vendored mathjax@$MATHJAX, @jupyter-widgets/html-manager@$HTML_MANAGER, requirejs@$REQUIREJS into _vendor/site"

@@ -41,3 +41,44 @@ def test_frame_slider_bad_input():
         widgets.frame_slider({"a": 1})
     with pytest.raises(ValueError, match=r"name must start with a letter"):
         widgets.frame_slider({"a": plots.show(make())}, name="1 bad")
+
+
+# --- live: the ipywidgets explorer ------------------------------------------------------------------
+@pytest.fixture
+def shown(monkeypatch):
+    """Capture what ``live`` displays instead of sending it to a frontend."""
+    import IPython.display
+
+    out = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: out.extend(objs))
+    return out
+
+
+def test_live_displays_an_interactive_widget_and_returns_none(shown):
+    import ipywidgets
+
+    calls = []
+
+    def render(eta=0.0, steps=10):
+        calls.append((eta, steps))
+        return plots.show(make(f"eta={eta}, steps={steps}"))
+
+    result = widgets.live(render, eta=(0.0, 1.0, 0.5), steps=[10, 20])
+    assert result is None  # a cell ending with live(...) prints no repr
+    explorer = shown[-1]
+    assert isinstance(explorer, ipywidgets.interactive)
+    assert {w.description for w in explorer.kwargs_widgets} == {"eta", "steps"}
+    # the initial render happened once, and its figure was displayed
+    assert calls == [(0.5, 10)] and isinstance(shown[0], plots.Figure)
+    # moving a control renders again with the new value
+    slider = next(w for w in explorer.kwargs_widgets if w.description == "eta")
+    slider.value = 1.0
+    assert calls[-1] == (1.0, 10) and shown[-1].title == "eta=1.0, steps=10"
+
+
+def test_live_bad_input(shown):
+    with pytest.raises(TypeError, match=r"render must be callable, got int"):
+        widgets.live(3, eta=(0.0, 1.0))
+    with pytest.raises(ValueError, match=r"controls must name at least one widget"):
+        widgets.live(lambda: None)
+    assert shown == []

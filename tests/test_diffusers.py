@@ -1,0 +1,180 @@
+"""Cross-checks against diffusers' schedulers (the conventions appendix, as tests).
+
+Every diffusers run is driven by the book's exact-score model (integer timestep k is book time k + 1) and
+compared with the diffnb call that matches its conventions; see ``diffnb.conventions``.
+"""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+diffusers = pytest.importorskip("diffusers")
+
+import math  # noqa: E402
+
+import torch  # noqa: E402
+from diffusers.utils import logging  # noqa: E402
+
+from diffnb import conventions as cv  # noqa: E402
+from diffnb import samplers, toy  # noqa: E402
+from diffnb import timesteps as tsp  # noqa: E402
+from diffnb.metrics import fit_order  # noqa: E402
+from diffnb.schedules import DiscreteVP  # noqa: E402
+
+logging.set_verbosity_error()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: with two, tiny ops such as the mixture's softmax wait milliseconds for the
+    second thread on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+F64 = torch.float64
+S = DiscreteVP.linear()          # the model's schedule (the book's, float64)
+S32 = cv.float32_schedule()      # the sampler's schedule matched to diffusers' float32 alphas_cumprod
+MODEL = toy.mixture_2d().eps_model(S)
+X_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+FLOAT32_TOL = 2e-6  # a few float32 ulps of |x| ~ 1, accumulated over the steps
+
+
+def maxdiff(a, b):
+    return float((a - b).abs().max())
+
+
+def gen(seed=1):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_alphas_cumprod_are_float32_products_and_index_k_is_book_time_k_plus_one():
+    sched = diffusers.DDIMScheduler()
+    assert sched.alphas_cumprod.dtype == torch.float32
+    assert torch.equal(sched.alphas_cumprod, cv.diffusers_alphas_cumprod())
+    k = torch.arange(1000, dtype=F64)
+    assert torch.allclose(S32.alpha_bar(k + 1), sched.alphas_cumprod.double(), rtol=1e-13, atol=0)
+    assert torch.allclose(S.alpha_bar(k + 1), sched.alphas_cumprod.double(), rtol=1e-5, atol=0)
+    for spacing in ("linspace", "leading", "trailing"):
+        sched = diffusers.DDIMScheduler(timestep_spacing=spacing)
+        sched.set_timesteps(20)
+        assert torch.equal(sched.timesteps, tsp.diffusers_timesteps(1000, 20, spacing))
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+@pytest.mark.parametrize("set_alpha_to_one", [True, False])
+def test_ddim(spacing, eta, set_alpha_to_one):
+    sched = diffusers.DDIMScheduler(clip_sample=False, timestep_spacing=spacing, set_alpha_to_one=set_alpha_to_one)
+    x_d = cv.diffusers_loop(sched, MODEL, X_T, 20, generator=gen(), eta=eta)
+    t_from, t_to = cv.ddim_step_times(1000, 20, spacing, set_alpha_to_one=set_alpha_to_one)
+    x_chain = cv.ddim_chain(MODEL, X_T, S32, t_from, t_to, eta=eta, generator=gen())
+    assert maxdiff(x_d, x_chain) < (1e-7 if eta == 0 else 10 * FLOAT32_TOL)
+    ts = tsp.to_book_times(tsp.diffusers_timesteps(1000, 20, spacing), final=0.0 if set_alpha_to_one else 1.0)
+    x_b = samplers.ddim(MODEL, X_T, S32, ts, eta=eta, generator=gen())
+    if spacing == "linspace":  # steps land T // n below the listed index, not on the next one
+        assert maxdiff(x_d, x_b) > 1e-3
+    else:
+        assert maxdiff(x_d, x_b) < (1e-7 if eta == 0 else 10 * FLOAT32_TOL)
+
+
+def test_ddim_float32_alphas_cumprod_is_the_remaining_difference():
+    x_d = cv.diffusers_loop(diffusers.DDIMScheduler(clip_sample=False), MODEL, X_T, 20)
+    ts = tsp.to_book_times(tsp.diffusers_timesteps(1000, 20, "leading"))
+    book, matched = maxdiff(x_d, samplers.ddim(MODEL, X_T, S, ts)), maxdiff(x_d, samplers.ddim(MODEL, X_T, S32, ts))
+    assert matched < book / 10 and book < 1e-4
+
+
+def test_ddim_clip_sample_default_clips_x0_hat():
+    x_d = cv.diffusers_loop(diffusers.DDIMScheduler(), MODEL, X_T, 20)
+    x_b = samplers.ddim(MODEL, X_T, S32, tsp.to_book_times(tsp.diffusers_timesteps(1000, 20, "leading")))
+    assert float(x_d.abs().max()) <= 1.0 + 1e-6 < float(x_b.abs().max())
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_ddpm(spacing):
+    sched = diffusers.DDPMScheduler(clip_sample=False, timestep_spacing=spacing)
+    x_d = cv.diffusers_loop(sched, MODEL, X_T, 20, generator=gen())
+    ts = tsp.to_book_times(tsp.diffusers_timesteps(1000, 20, spacing))  # DDPM steps to the next listed index
+    assert maxdiff(x_d, samplers.ddpm(MODEL, X_T, S32, ts, generator=gen())) < 10 * FLOAT32_TOL
+
+
+# noise prediction ("dpmsolver") cannot step to sigma = 0: diffusers and diffnb both refuse final "zero" there
+MULTISTEP_CASES = [(alg, order, lof, final) for alg in ("dpmsolver++", "dpmsolver") for order in (1, 2)
+                   for lof in (False, True) for final in ("zero", "sigma_min")
+                   if not (alg == "dpmsolver" and final == "zero")]
+
+
+@pytest.mark.parametrize("algorithm, order, lower_order_final, final", MULTISTEP_CASES)
+def test_dpm_solver_multistep_orders_1_and_2(algorithm, order, lower_order_final, final):
+    fn = samplers.dpm_solver_pp if algorithm == "dpmsolver++" else samplers.dpm_solver
+    for n in (10, 20):
+        sched = diffusers.DPMSolverMultistepScheduler(algorithm_type=algorithm, solver_order=order,
+                                                      solver_type="heun", lower_order_final=lower_order_final,
+                                                      final_sigmas_type=final)
+        x_d = cv.diffusers_loop(sched, MODEL, X_T, n)
+        ts = cv.dpm_solver_book_grid(1000, n, "linspace", final)
+        # diffusers' lower_order_final acts only below 15 steps
+        x_b = fn(MODEL, X_T, S32, ts, order=order, method="multistep", lower_order_final=lower_order_final and n < 15)
+        assert maxdiff(x_d, x_b) < FLOAT32_TOL
+        q = cv.multistep_orders(n, order, lower_order_final, final)
+        assert (q[-1] == 1) == (order == 1 or final == "zero" or (lower_order_final and n < 15))
+
+
+def test_midpoint_solver_type_is_algorithm_1s_second_order_update():
+    """diffusers' default solver_type="midpoint" uses expm1(-h)/(2r) where diffnb uses h phi_2(-h)/r: the
+    two diffusers variants differ by as much as diffusers-midpoint differs from diffnb."""
+    ts = cv.dpm_solver_book_grid(1000, 20, "linspace", "zero")
+    x_b = samplers.dpm_solver_pp(MODEL, X_T, S32, ts, order=2)
+    mid = cv.diffusers_loop(diffusers.DPMSolverMultistepScheduler(solver_type="midpoint"), MODEL, X_T, 20)
+    heun = cv.diffusers_loop(diffusers.DPMSolverMultistepScheduler(solver_type="heun"), MODEL, X_T, 20)
+    assert maxdiff(heun, x_b) < FLOAT32_TOL
+    assert math.isclose(maxdiff(mid, x_b), maxdiff(mid, heun), rel_tol=1e-3) and maxdiff(mid, heun) > 1e-4
+
+
+def test_third_order_multistep_update_halves_the_second_derivative_term():
+    """diffusers' multistep third-order update integrates a data prediction that is quadratic in lambda
+    with half the quadratic term: its D2 = h^2 x0''/2 is weighted by alpha_t (1/2 - phi) instead of twice that."""
+    sched = diffusers.DPMSolverMultistepScheduler(solver_order=3, final_sigmas_type="sigma_min")
+    lam = torch.tensor([-1.0, -0.5, 0.0, 0.5], dtype=F64)     # lambda_{s2}, lambda_{s1}, lambda_{s0}, lambda_t
+    ts = S32.t_of_log_snr(lam)
+    sched.set_timesteps(timesteps=[3, 2, 1])
+    sched.sigmas = S32.noise_to_signal(ts)
+    sched.set_begin_index(2)
+    sched._step_index = 2
+    f = (lam - lam[2]) ** 2                                  # x0_hat quadratic in lambda, zero at lambda_{s0}
+    outs = [f[j].reshape(1, 1) for j in range(3)]
+    x_d = float(sched.multistep_dpm_solver_third_order_update(outs, sample=torch.zeros(1, 1, dtype=F64)))
+    # exact: sigma_t int_{l0}^{lt} e^l (l - l0)^2 dl, with l0 = 0: e^l (l^2 - 2l + 2) from 0 to lt
+    lt = float(lam[3])
+    exact_x = float(S32.sigma(ts[3])) * (math.exp(lt) * (lt**2 - 2 * lt + 2) - 2)
+    assert math.isclose(x_d / exact_x, 0.5, rel_tol=1e-9)
+
+
+def test_third_order_multistep_is_second_order_in_diffusers_and_third_in_diffnb():
+    model, exact = cv.cosine_data_problem(S32)
+    t_a, t_b = float(S32.t_of_log_snr(-3.0)), float(S32.t_of_log_snr(3.0))
+    x = torch.full((1, 1), 0.3, dtype=F64)
+    ref, ns, err_d, err_b = exact(0.3, t_a, t_b), [40, 80, 160], [], []
+    for n in ns:
+        ts = S32.t_of_log_snr(torch.linspace(-3.0, 3.0, n + 1, dtype=F64))
+        ts[0], ts[-1] = t_a, t_b
+        sched = diffusers.DPMSolverMultistepScheduler(solver_order=3, final_sigmas_type="sigma_min",
+                                                      lower_order_final=False)
+        err_d.append(abs(float(cv.dpm_scheduler_on_grid(sched, model, x, S32, ts)) - ref))
+        err_b.append(abs(float(samplers.dpm_solver_pp(model, x, S32, ts, order=3)) - ref))
+    assert abs(fit_order(ns, err_d) - 2) < 0.3 and abs(fit_order(ns, err_b) - 3) < 0.3
+
+
+@pytest.mark.parametrize("final", ["zero", "sigma_min"])
+@pytest.mark.parametrize("n", [10, 11])
+def test_dpm_solver_singlestep_order_2(final, n):
+    sched = diffusers.DPMSolverSinglestepScheduler(solver_order=2, solver_type="heun", final_sigmas_type=final)
+    x_d = cv.diffusers_loop(sched, MODEL, X_T, n)
+    ts = cv.dpm_solver_book_grid(1000, n, "linspace", final)
+    x_c = cv.singlestep_chain(MODEL, X_T, S32, ts, cv.singlestep_orders(n, 2, False, final))
+    assert maxdiff(x_d, x_c) < FLOAT32_TOL
+    # the intermediate point is the next listed time, not the lambda midpoint of diffnb's singlestep
+    x_b = samplers.dpm_solver_pp(MODEL, X_T, S32, ts[::2].contiguous(), order=2, method="singlestep")
+    assert maxdiff(x_d, x_b) > 1e-3
