@@ -239,7 +239,9 @@ class LinearVP(VPSchedule):
     def _t_of_log_alpha(self, log_alpha):
         # Solve a t^2 + b t = L with L = -log alpha >= 0, in the form that is stable as a -> 0.
         a, b, L = 0.25 * (self.beta_1 - self.beta_0), 0.5 * self.beta_0, -log_alpha
-        return 2 * L / (b + torch.sqrt(b * b + 4 * a * L))
+        denom = b + torch.sqrt(b * b + 4 * a * L)
+        # With beta_0 = 0 the denominator is 0 exactly where L = 0 (t = 0): return that t, not 0/0.
+        return torch.where(L == 0, torch.zeros_like(L), 2 * L / torch.where(denom == 0, torch.ones_like(denom), denom))
 
 
 class CosineVP(VPSchedule):

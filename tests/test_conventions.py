@@ -16,16 +16,6 @@ from diffnb.schedules import DiscreteVP
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: with two, tiny ops such as the mixture's softmax wait milliseconds for the
-    second thread on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _x(n=64, seed=0):
     return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=F64)
 

@@ -15,15 +15,6 @@ F64 = torch.float64
 SCHEDULES = [DiscreteVP.linear(), DiscreteVP.cosine(), LinearVP(), CosineVP()]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is several times faster than two on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def randn(n, seed, dim=1):
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed), dtype=F64)
 

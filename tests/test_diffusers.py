@@ -23,16 +23,6 @@ from diffnb.metrics import fit_order  # noqa: E402
 from diffnb.schedules import DiscreteVP  # noqa: E402
 
 logging.set_verbosity_error()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: with two, tiny ops such as the mixture's softmax wait milliseconds for the
-    second thread on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 F64 = torch.float64
 S = DiscreteVP.linear()          # the model's schedule (the book's, float64)
 S32 = cv.float32_schedule()      # the sampler's schedule matched to diffusers' float32 alphas_cumprod

@@ -13,15 +13,6 @@ from diffnb.sde import reference_ode_solve
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP overhead, which dominates on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def x_T(n=32, dim=1, seed=0):
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed), dtype=F64)
 

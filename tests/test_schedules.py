@@ -178,3 +178,10 @@ def test_bad_schedule_parameters():
         LinearVP().t_of_log_snr(float("nan"))
     with pytest.raises(ValueError, match=r"lam must be at least log_snr\(t_max\)"):
         LinearVP().t_of_log_snr(-50.0)
+
+
+def test_linear_vp_with_beta_0_zero_inverts_at_both_ends():
+    s = LinearVP(beta_0=0.0, beta_1=20.0)
+    assert float(s.t_of_log_snr(math.inf)) == 0.0
+    t = torch.tensor([0.0, 1e-3, 0.5, 1.0], dtype=torch.float64)
+    assert torch.allclose(s.t_of_log_snr(s.log_snr(t)), t, rtol=1e-9, atol=1e-12)
