@@ -31,7 +31,7 @@ def finite(x: torch.Tensor, name: str) -> torch.Tensor:
     pass (``isfinite(x).all()`` is several times slower on CPU and runs once per model call); only a
     non-finite sum, which can also come from overflow, falls back to the elementwise test.
     """
-    if math.isfinite(float(x.sum())):
+    if math.isfinite(float(x.detach().sum())):
         return x
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite, but it contains NaN or inf")
