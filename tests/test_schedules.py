@@ -156,7 +156,7 @@ def test_times_outside_the_range():
 def test_bad_timesteps_arguments():
     s = LinearVP()
     with pytest.raises(ValueError, match=r"spacing must be one of"):
-        s.timesteps(10, "karras")
+        s.timesteps(10, "cubic")
     with pytest.raises(ValueError, match=r"n must be at least 1"):
         s.timesteps(0)
     with pytest.raises(TypeError, match=r"n must be an int"):
