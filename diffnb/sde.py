@@ -1,10 +1,11 @@
-"""The SDE view of a VP diffusion: forward and reverse SDE, and the probability-flow ODE.
+"""The SDE view of a diffusion on any Gaussian path: forward and reverse SDE, the probability-flow ODE.
 
 Notation (Song et al. 2021; alpha_t, sigma_t, lambda_t as in ``diffnb.schedules``)::
 
     forward SDE       dx = f(t) x dt + g(t) dw
     drift, diffusion  f(t)   = d log alpha_t / dt
-                      g^2(t) = d sigma_t^2 / dt - 2 f(t) sigma_t^2     (= -2 f(t) = beta(t) for VP)
+                      g^2(t) = d sigma_t^2 / dt - 2 f(t) sigma_t^2     (= -2 f(t) = beta(t) for VP,
+                                                                        2t for VE, 2t/(1 - t) for flow matching)
     score             grad log q_t(x) = -eps(x, t) / sigma_t
     reverse SDE       dx = [f(t) x + g^2(t) / sigma_t * eps_hat(x, t)] dt + g(t) dw_bar   (t decreasing)
     PF-ODE            dx/dt = f(t) x + g^2(t) / (2 sigma_t) * eps_hat(x, t)
@@ -29,8 +30,9 @@ import torch
 from scipy.integrate import solve_ivp
 
 from . import _checks
-from .samplers import _noise, _start, predict_eps
-from .schedules import VPSchedule
+from ._sampling import _noise, _start, predict_eps
+from .forward import x0_from_eps
+from .schedules import GaussianPath
 from .toy import GaussianMixture
 
 __all__ = [
@@ -48,8 +50,8 @@ __all__ = [
 
 
 def _schedule(schedule):
-    if not isinstance(schedule, VPSchedule):
-        raise TypeError(f"schedule must be a diffnb.schedules.VPSchedule, got {type(schedule).__name__}")
+    if not isinstance(schedule, GaussianPath):
+        raise TypeError(f"schedule must be a diffnb.schedules.GaussianPath, got {type(schedule).__name__}")
     return schedule
 
 
@@ -69,16 +71,16 @@ def _scalar_time(t, name, like):
 
 
 def drift_diffusion(schedule, t):
-    """``(f(t), g^2(t))`` of the forward SDE dx = f x dt + g dw of a VP schedule::
+    """``(f(t), g^2(t))`` of the forward SDE dx = f x dt + g dw with the marginals of ``schedule``::
 
-        f(t) = d log alpha_t / dt,   g^2(t) = d sigma_t^2/dt - 2 f sigma_t^2 = -2 f(t)
+        f(t) = d log alpha_t / dt,   g^2(t) = d sigma_t^2/dt - 2 f sigma_t^2
 
-    (alpha_t^2 + sigma_t^2 = 1 makes d sigma_t^2/dt = -2 f alpha_t^2). For the linear VP schedule
-    g^2(t) = beta(t). Shapes and dtype follow ``t``. On ``DiscreteVP`` f is piecewise constant,
-    f = log(1 - beta_n) / 2 on (n - 1, n] (left-continuous at the integers), so g^2 = -log(1 - beta_n).
+    (``GaussianPath.drift_diffusion``). On a VP path d sigma_t^2/dt = -2 f alpha_t^2, so g^2 = -2 f,
+    which is beta(t) for the linear schedule. Shapes and dtype follow ``t``. On ``DiscreteVP`` f is
+    piecewise constant, f = log(1 - beta_n) / 2 on (n - 1, n] (left-continuous at the integers), so
+    g^2 = -log(1 - beta_n).
     """
-    f = _schedule(schedule).d_log_alpha(t)
-    return f, -2 * f
+    return _schedule(schedule).drift_diffusion(t)
 
 
 def _increasing_grid(ts, like, schedule, name="ts"):
@@ -146,7 +148,7 @@ def reverse_sde_euler_maruyama(model, x_T, schedule, ts, generator=None, callbac
         alpha_t, sigma_t = schedule.alpha(t), schedule.sigma(t)
         f, g2 = drift_diffusion(schedule, t)
         eps_hat = predict_eps(model, x, t)
-        x0_hat = (x - sigma_t * eps_hat) / alpha_t
+        x0_hat = x0_from_eps(x, eps_hat, alpha_t, sigma_t)
         # Reverse drift f x - g^2 * score, with score = -eps_hat / sigma_t.
         x = x - (f * x + g2 / sigma_t * eps_hat) * dt
         if i < n - 1 or last_step_noise:
@@ -187,19 +189,6 @@ def _positive_number(v, name):
 RHO_SCALE = 0.02  # c in rho = c sinh(u), the solver's internal variable (see reference_ode_solve)
 
 
-def _time_of_rho(schedule):
-    """rho -> t(rho) for a fixed schedule, without the per-call argument checks of ``t_of_log_snr``
-    (alpha^2 = 1 / (1 + rho^2), then the schedule's own inverse of log alpha, clamped to its range)."""
-    f64 = torch.float64
-    log_alpha_min = schedule._log_alpha(torch.tensor(schedule.t_max, dtype=f64))
-
-    def t_of(rho):
-        log_alpha = torch.maximum(-0.5 * torch.log1p(rho * rho), log_alpha_min)
-        return schedule._t_of_log_alpha(log_alpha).clamp(schedule.t_min, schedule.t_max)
-
-    return t_of
-
-
 def reference_ode_solve(model, x_start, schedule, t_start, t_end, rtol=1e-10, atol=1e-10, return_info=False):
     """Integrate the probability-flow ODE from ``t_start`` to ``t_end`` to high accuracy (either direction).
 
@@ -208,7 +197,8 @@ def reference_ode_solve(model, x_start, schedule, t_start, t_end, rtol=1e-10, at
     d rho/dt = (d sigma/dt - f sigma) / alpha; 1/alpha_t is the integrating factor of the linear
     part). rho = 0 (t = t_min, sigma = 0) is an ordinary point of this form, so ``t_end`` (or
     ``t_start``) may be the clean-data time as long as ``model`` is finite there (the exact mixture
-    eps is; it is 0 at sigma = 0). t(rho) is the schedule's inverse of alpha = 1 / sqrt(1 + rho^2).
+    eps is; it is 0 at sigma = 0). t(rho) is the schedule's inverse of lambda = -log rho, so the same
+    solve serves every Gaussian path; the start must have alpha > 0 (not flow matching's t = 1).
 
     The integrator is ``scipy.integrate.solve_ivp`` with DOP853 (order 8) on the flattened batch, in
     the variable u = asinh(rho / c), c = ``RHO_SCALE`` = 0.02: dy/du = c cosh(u) eps. The change of
@@ -237,6 +227,9 @@ def reference_ode_solve(model, x_start, schedule, t_start, t_end, rtol=1e-10, at
     schedule.check_times(t_start, "t_start")
     schedule.check_times(t_end, "t_end")
     rho_start, rho_end = float(schedule.noise_to_signal(t_start)), float(schedule.noise_to_signal(t_end))
+    if not (math.isfinite(rho_start) and math.isfinite(rho_end)):
+        raise ValueError(f"t_start and t_end must have alpha > 0 (finite sigma/alpha) for a solve in "
+                         f"y = x/alpha, got t_start={float(t_start):g}, t_end={float(t_end):g} on {schedule!r}")
     alpha_start = float(schedule.alpha(t_start))
     info = {"nfev": 0, "n_steps": 0, "message": "t_start equals t_end"}
     if rho_start == rho_end:
@@ -244,13 +237,15 @@ def reference_ode_solve(model, x_start, schedule, t_start, t_end, rtol=1e-10, at
 
     shape, device = x.shape, x.device
     n = x.numel()
-    t_of_rho, c = _time_of_rho(schedule), RHO_SCALE
+    rho_max = float(schedule.noise_to_signal(torch.tensor(schedule.t_max, dtype=torch.float64)))
+    c = RHO_SCALE
 
     def rhs(u, y_flat):
-        rho = torch.tensor(c * math.sinh(u), dtype=torch.float64, device=device)
-        alpha = torch.rsqrt(1 + rho * rho)
+        rho = min(max(c * math.sinh(u), 0.0), rho_max)  # the dense output may probe just outside
+        t = schedule.t_of_log_snr(torch.tensor(-math.log(rho) if rho > 0 else math.inf, dtype=torch.float64))
+        alpha = schedule.alpha(t)
         y = torch.from_numpy(y_flat).to(device).reshape(shape)
-        eps = predict_eps(model, alpha * y, t_of_rho(rho))
+        eps = predict_eps(model, alpha * y, t)
         return (c * math.cosh(u)) * eps.reshape(-1).cpu().numpy()
 
     y0 = (x / alpha_start).reshape(-1).cpu().numpy().astype(np.float64)

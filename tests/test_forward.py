@@ -117,3 +117,93 @@ def test_bad_input():
         forward.q_sample(s, x, 2000.0)
     with pytest.raises(TypeError, match=r"x0 must be a torch.Tensor"):
         forward.q_sample(s, [0.0], 1.0)
+
+
+# --- any Gaussian path ------------------------------------------------------------------------------
+from diffnb.schedules import VE, CosineVP, FlowMatching  # noqa: E402
+
+PATHS = [DiscreteVP.linear(), LinearVP(), CosineVP(), VE(), FlowMatching()]
+
+
+@pytest.mark.parametrize("s", PATHS, ids=repr)
+def test_posterior_of_any_path_is_the_bayes_product(s):
+    """q(x_s | x_t, x_0) q(x_t | x_0) = q(x_t | x_s) q(x_s | x_0) with q(x_t | x_s) =
+    N(alpha_t/alpha_s x_s, sigma_t^2 - (alpha_t/alpha_s)^2 sigma_s^2), at several points."""
+    g = torch.Generator().manual_seed(3)
+    t = torch.tensor(0.7 * s.t_max, dtype=F64)
+    s_ = torch.tensor(0.3 * s.t_max, dtype=F64)
+    x0, x_t, x_s = (torch.randn(6, 1, generator=g, dtype=F64) for _ in range(3))
+    a_t, sg_t, a_s, sg_s = s.alpha(t), s.sigma(t), s.alpha(s_), s.sigma(s_)
+    mean, var = forward.posterior(s, x_t, x0, t, s_)
+    a_ts = a_t / a_s
+    lhs = normal_logpdf(x_s, mean, var) + normal_logpdf(x_t, a_t * x0, sg_t**2)
+    rhs = normal_logpdf(x_t, a_ts * x_s, sg_t**2 - a_ts**2 * sg_s**2) + normal_logpdf(x_s, a_s * x0, sg_s**2)
+    assert torch.allclose(lhs, rhs, rtol=1e-10, atol=1e-10)
+
+
+def test_posterior_at_the_ends_of_the_path():
+    fm, ve = FlowMatching(), VE()
+    x_t, x0 = torch.tensor([[0.3]], dtype=F64), torch.tensor([[-1.2]], dtype=F64)
+    # From pure noise (alpha_1 = 0) x_t says nothing about x0: the posterior is q(x_s | x0).
+    mean, var = forward.posterior(fm, x_t, x0, 1.0, 0.4)
+    assert torch.allclose(mean, 0.6 * x0, rtol=1e-14) and torch.allclose(var, torch.tensor(0.16, dtype=F64))
+    # To clean data (sigma_0 = 0) the posterior is the point x0, on every path.
+    for s in (fm, ve, LinearVP()):
+        mean, var = forward.posterior(s, x_t, x0, 0.5, 0.0)
+        assert torch.equal(mean, x0) and float(var) == 0.0
+
+
+def _exact_gaussian_eps(s, m=0.4, sd=0.7):
+    """eps* of data N(m, sd^2) on any path: E[eps | x_t] = sigma (x - alpha m) / (alpha^2 sd^2 + sigma^2)."""
+    def model(x, t):
+        a, sg = s.alpha(t)[:, None], s.sigma(t)[:, None]
+        return sg * (x - a * m) / (a**2 * sd**2 + sg**2)
+    return model
+
+
+@pytest.mark.parametrize("s", PATHS, ids=repr)
+@pytest.mark.parametrize("prediction", forward.PREDICTIONS)
+def test_parameterisations_round_trip(s, prediction):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 2, generator=g, dtype=F64)
+    t = s.t_min + (s.t_max - s.t_min) * torch.linspace(0.1, 0.9, 8, dtype=F64)
+    eps = torch.randn(8, 2, generator=g, dtype=F64)
+    out = forward.prediction_from_eps(eps, x, s, t, prediction)
+    assert torch.allclose(forward.eps_from_prediction(out, x, s, t, prediction), eps, rtol=1e-10, atol=1e-10)
+    # The wrapped model gives the eps model back.
+    eps_model = _exact_gaussian_eps(s)
+    net = lambda x_, t_: forward.prediction_from_eps(eps_model(x_, t_), x_, s, t_, prediction)  # noqa: E731
+    wrapped = forward.as_eps_model(net, s, prediction)
+    assert torch.allclose(wrapped(x, t), eps_model(x, t), rtol=1e-10, atol=1e-12)
+
+
+def test_parameterisations_match_their_definitions():
+    """Independent statements: v = alpha eps - sigma x0 (diffusers), flow matching's u = eps - x0."""
+    g = torch.Generator().manual_seed(1)
+    x0, eps = torch.randn(5, 1, generator=g, dtype=F64), torch.randn(5, 1, generator=g, dtype=F64)
+    t = torch.full((5,), 0.3, dtype=F64)
+    fm, vp = FlowMatching(), CosineVP()
+    x = (1 - 0.3) * x0 + 0.3 * eps
+    assert torch.allclose(forward.prediction_from_eps(eps, x, fm, t, "velocity"), eps - x0, rtol=1e-12)
+    a, sg = vp.alpha(0.3), vp.sigma(0.3)
+    x = a * x0 + sg * eps
+    assert torch.allclose(forward.prediction_from_eps(eps, x, vp, t, "v"), a * eps - sg * x0, rtol=1e-12)
+    assert torch.allclose(forward.prediction_from_eps(eps, x, vp, t, "x0"), x0, rtol=1e-12)
+    # Where alpha = 0 (flow matching at t = 1) eps is still defined from x0 and velocity: x_1 = eps.
+    one = torch.ones(5, dtype=F64)
+    assert torch.allclose(forward.eps_from_prediction(x0, eps, fm, one, "x0"), eps, rtol=1e-15)
+    assert torch.allclose(forward.eps_from_prediction(eps - x0, eps, fm, one, "velocity"), eps, rtol=1e-12)
+
+
+def test_parameterisations_refuse_what_is_undefined():
+    fm, x = FlowMatching(), torch.ones(2, 1, dtype=F64)
+    with pytest.raises(ValueError, match="prediction='x0'.*not defined"):
+        forward.eps_from_prediction(x, x, fm, torch.zeros(2, dtype=F64), "x0")  # sigma_0 = 0
+    with pytest.raises(ValueError, match="prediction='v'.*not defined"):
+        forward.prediction_from_eps(x, x, fm, torch.ones(2, dtype=F64), "v")  # alpha_1 = 0
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        forward.as_eps_model(lambda x, t: x, fm, "noise")
+    with pytest.raises(TypeError, match="schedule must be a diffnb.schedules.GaussianPath"):
+        forward.as_eps_model(lambda x, t: x, "linear", "v")
+    with pytest.raises(TypeError, match="model must be callable"):
+        forward.as_eps_model(None, fm, "v")

@@ -355,7 +355,7 @@ def test_sde_helpers_bad_input():
     model = toy.seed_mixture_1d().eps_model(schedule)
     x = randn(5, 1)
     up = torch.linspace(0, 1, 5, dtype=F64)
-    with pytest.raises(TypeError, match="schedule must be a diffnb.schedules.VPSchedule"):
+    with pytest.raises(TypeError, match="schedule must be a diffnb.schedules.GaussianPath"):
         drift_diffusion("linear", 0.5)
     with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
         drift_diffusion(schedule, 1.5)
@@ -375,7 +375,7 @@ def test_sde_helpers_bad_input():
         reverse_sde_euler_maruyama(model, x, schedule, up)
     with pytest.raises(TypeError, match="last_step_noise must be a bool"):
         reverse_sde_euler_maruyama(model, x, schedule, up.flip(0), last_step_noise=1)
-    with pytest.raises(TypeError, match="schedule must be a diffnb.schedules.VPSchedule"):
+    with pytest.raises(TypeError, match="schedule must be a diffnb.schedules.GaussianPath"):
         reverse_sde_euler_maruyama(model, x, None, up.flip(0))
     with pytest.raises(TypeError, match="mixture must be a toy.GaussianMixture"):
         noised_mixture("data", schedule, 0.5)
@@ -393,3 +393,23 @@ def test_sde_helpers_bad_input():
         fit_rbf(x, x, up, width=0.0)
     with pytest.raises(ValueError, match="ridge must be a finite number >= 0"):
         fit_rbf(x, x, up, width=0.5, ridge=-1.0)
+
+
+def test_reference_solve_is_one_ode_in_rho_on_every_path():
+    """For data N(m, sd^2) the flow is y(rho) = m + (y_0 - m) sqrt(sd^2 + rho^2) / sqrt(sd^2 + rho_0^2)
+    in y = x/alpha, rho = sigma/alpha: the same on a VP, a VE and a flow-matching path."""
+    from diffnb.schedules import VE, FlowMatching
+    m, sd = 0.4, 0.7
+    y0 = torch.linspace(-2, 2, 7, dtype=F64)[:, None]
+    lam0, lam1 = -2.0, 3.0
+    rho0, rho1 = math.exp(-lam0), math.exp(-lam1)
+    exact = m + (y0 - m) * math.sqrt(sd**2 + rho1**2) / math.sqrt(sd**2 + rho0**2)
+    for s in (LinearVP(), VE(sigma_max=100.0), FlowMatching()):
+        def model(x, t, s=s):
+            a, sg = s.alpha(t)[:, None], s.sigma(t)[:, None]
+            return sg * (x - a * m) / (a**2 * sd**2 + sg**2)
+        t0, t1 = s.t_of_log_snr(lam0), s.t_of_log_snr(lam1)
+        x1 = reference_ode_solve(model, s.alpha(t0) * y0, s, t0, t1)
+        assert torch.allclose(x1 / s.alpha(t1), exact, rtol=1e-9, atol=1e-9), s
+    with pytest.raises(ValueError, match="must have alpha > 0"):
+        reference_ode_solve(model, y0, FlowMatching(), 1.0, 0.5)
