@@ -94,3 +94,26 @@ def callable_(fn, name: str):
     if not callable(fn):
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
     return fn
+
+
+def gaussian_path(schedule, name: str = "schedule"):
+    """The schedule must be a ``diffnb.schedules.GaussianPath`` (VP, VE, flow matching or a subclass)."""
+    from .schedules import GaussianPath  # here, not at the top: schedules imports this module
+
+    if not isinstance(schedule, GaussianPath):
+        raise TypeError(f"{name} must be a diffnb.schedules.GaussianPath (e.g. DiscreteVP.linear(), LinearVP(), "
+                        f"VE(), FlowMatching()), got {type(schedule).__name__}")
+    return schedule
+
+
+def flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def choice(value, name: str, choices) -> str:
+    """A string option: ``TypeError`` if it is not a str, ``ValueError`` if it is not one of ``choices``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    return one_of(value, name, choices)
