@@ -194,7 +194,7 @@ def _check_fractions(fractions, q, method):
     out = []
     for i, (r, o) in enumerate(zip(fractions, q)):
         r = tuple(float(v) for v in r) if isinstance(r, (list, tuple)) else r
-        if not isinstance(r, tuple) or len(r) != o - 1 or not all(0 < a < b < 1 for a, b in zip(r, r[1:] + (1.0,))):
+        if not isinstance(r, tuple) or len(r) != o - 1 or not all(a < b for a, b in zip((0.0,) + r, r + (1.0,))):
             raise ValueError(f"fractions[{i}] must hold order - 1 = {o - 1} increasing numbers in (0, 1) for the "
                              f"interval's order {o}, got {fractions[i]!r}")
         out.append(r)

@@ -9,19 +9,15 @@ from hypothesis import strategies as st
 
 from diffnb import forward, metrics, toy
 from diffnb.samplers import ddim, ddim_invert, ddim_sigma, ddpm, predict_eps
-from diffnb.schedules import CosineVP, DiscreteVP, LinearVP
+from diffnb.schedules import VE, CosineVP, DiscreteVP, FlowMatching, LinearVP
 
 F64 = torch.float64
-SCHEDULES = [DiscreteVP.linear(), DiscreteVP.cosine(), LinearVP(), CosineVP()]
+VP_SCHEDULES = [DiscreteVP.linear(), DiscreteVP.cosine(), LinearVP(), CosineVP()]
+SCHEDULES = VP_SCHEDULES + [VE(), FlowMatching()]
 
 
 def randn(n, seed, dim=1):
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed), dtype=F64)
-
-
-def gaussian_data(schedule, m=0.3, sd=0.5):
-    mix = toy.GaussianMixture([1.0], [m], [sd])
-    return mix.eps_model(schedule), mix
 
 
 def point_mass_model(schedule, x0):
@@ -31,18 +27,20 @@ def point_mass_model(schedule, x0):
 
 
 def random_grid(schedule, draw_fracs):
-    """A strictly decreasing grid from t_max to t_min through the given interior fractions."""
-    span = schedule.t_max - schedule.t_min
+    """A strictly decreasing grid from the start (t_max; 0.99 for flow matching, whose alpha vanishes at t = 1)
+    to t_min through the given interior fractions."""
+    t_start = 0.99 if isinstance(schedule, FlowMatching) else schedule.t_max
+    span = t_start - schedule.t_min
     inner = sorted({round(f, 6) for f in draw_fracs if 1e-3 < f < 1 - 1e-3}, reverse=True)
-    ts = [schedule.t_max] + [schedule.t_min + f * span for f in inner] + [schedule.t_min]
+    ts = [t_start] + [schedule.t_min + f * span for f in inner] + [schedule.t_min]
     return torch.tensor(ts, dtype=F64)
 
 
 # --- one step is the paper's equation ---------------------------------------------------------------
-def test_one_step_is_ddim_eq12_in_alpha_bar_form():
+def test_one_step_is_ddim_eq12_in_alpha_bar_form(gaussian_data):
     """x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps + sigma z with DDIM's eq. (16) sigma."""
     s = DiscreteVP.linear()
-    model, _ = gaussian_data(s)
+    model = gaussian_data(s).model
     x, eta = randn(64, 0), 0.7
     ts = torch.tensor([700.0, 640.0], dtype=F64)
     out = ddim(model, x, s, ts, eta=eta, generator=torch.Generator().manual_seed(3))
@@ -56,9 +54,9 @@ def test_one_step_is_ddim_eq12_in_alpha_bar_form():
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=repr)
-def test_deterministic_step_is_an_euler_step_in_noise_to_signal(schedule):
+def test_deterministic_step_is_an_euler_step_in_noise_to_signal(gaussian_data, schedule):
     """eta = 0: x_s / alpha_s = x_t / alpha_t + (rho_s - rho_t) eps_hat with rho = sigma / alpha."""
-    model, _ = gaussian_data(schedule)
+    model = gaussian_data(schedule).model
     x = randn(32, 1)
     t, s_ = 0.8 * schedule.t_max, 0.3 * schedule.t_max
     ts = torch.tensor([t, s_], dtype=F64)
@@ -87,8 +85,9 @@ def test_eta_one_equals_ddpm_on_the_one_step_chain():
 
 
 @settings(max_examples=15)
-@given(k=st.integers(0, 3), fracs=st.lists(st.floats(0, 1), min_size=0, max_size=12), seed=st.integers(0, 2**16))
-def test_eta_one_equals_respaced_ddpm_on_any_grid(k, fracs, seed):
+@given(k=st.integers(0, len(SCHEDULES) - 1), fracs=st.lists(st.floats(0, 1), min_size=0, max_size=12),
+       seed=st.integers(0, 2**16))
+def test_eta_one_equals_respaced_ddpm_on_any_grid_and_any_path(k, fracs, seed):
     schedule = SCHEDULES[k]
     model = toy.seed_mixture_1d().eps_model(schedule)
     ts = random_grid(schedule, fracs)
@@ -110,20 +109,34 @@ def test_eta_zero_is_deterministic_and_leaves_the_generator_alone():
 
 
 # --- the noise scale ---------------------------------------------------------------------------------
-@given(k=st.integers(0, 3), a=st.floats(0.01, 1.0), b=st.floats(0.0, 0.99), eta=st.floats(0, 3))
-def test_ddim_sigma_at_eta_one_is_the_posterior_std_and_scales_with_eta(k, a, b, eta):
+@given(k=st.integers(0, len(SCHEDULES) - 1), a=st.floats(0.01, 1.0), b=st.floats(0.0, 0.99), eta=st.floats(0, 3))
+def test_ddim_sigma_is_eta_times_the_posterior_std_on_any_path(k, a, b, eta):
+    """varsigma^2 = eta^2 sigma_s^2 sigma_{t|s}^2 / sigma_t^2 with sigma_{t|s}^2 = sigma_t^2 - (alpha_t/alpha_s)^2 sigma_s^2,
+    written from alpha and sigma directly (on VP: DDIM's eq. 16 in alpha-bar form, checked below)."""
     schedule = SCHEDULES[k]
     t = schedule.t_min + a * (schedule.t_max - schedule.t_min)
     s_ = schedule.t_min + b * (t - schedule.t_min)
-    _, _, var = forward.posterior_coefficients(schedule, t, s_)
+    a_t, a_s, sg_t, sg_s = (float(f(v)) for f, v in ((schedule.alpha, t), (schedule.alpha, s_),
+                                                      (schedule.sigma, t), (schedule.sigma, s_)))
+    var = sg_s**2 * (sg_t**2 - (a_t / a_s) ** 2 * sg_s**2) / sg_t**2
     one = ddim_sigma(schedule, t, s_, 1.0)
-    assert torch.allclose(one, torch.sqrt(var), rtol=1e-12, atol=1e-300)
+    assert math.isclose(float(one) ** 2, var, rel_tol=1e-9, abs_tol=1e-15)
     assert torch.allclose(ddim_sigma(schedule, t, s_, eta), eta * one, rtol=1e-12, atol=1e-300)
-    # eta = 1 always leaves room for the direction term: sigma_s^2 - sigma^2 >= 0.
-    assert float(schedule.sigma(s_) ** 2 - one**2) >= 0
+    # eta = 1 always leaves room for the direction term: sigma_s^2 - varsigma^2 >= 0.
+    assert sg_s**2 - float(one) ** 2 >= 0
 
 
-def test_the_largest_eta_makes_the_eps_coefficient_vanish():
+@given(k=st.integers(0, len(VP_SCHEDULES) - 1), a=st.floats(0.01, 1.0), b=st.floats(0.0, 0.99))
+def test_ddim_sigma_is_ddims_eq16_on_vp(k, a, b):
+    schedule = VP_SCHEDULES[k]
+    t = schedule.t_min + a * (schedule.t_max - schedule.t_min)
+    s_ = schedule.t_min + b * (t - schedule.t_min)
+    at, a_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s_))
+    eq16 = math.sqrt((1 - a_s) / (1 - at) * (1 - at / a_s))
+    assert math.isclose(float(ddim_sigma(schedule, t, s_)), eq16, rel_tol=1e-8, abs_tol=1e-15)
+
+
+def test_the_largest_eta_makes_the_eps_coefficient_vanish(gaussian_data):
     """eta_max^2 = abar_s (1 - abar_t) / (abar_s - abar_t) > 1 gives sigma^2 = 1 - abar_s exactly."""
     s = DiscreteVP.linear()
     t, s_ = 500.0, 450.0
@@ -131,7 +144,7 @@ def test_the_largest_eta_makes_the_eps_coefficient_vanish():
     eta_max = math.sqrt(a_s * (1 - at) / (a_s - at))
     assert eta_max > 1
     assert abs(float(ddim_sigma(s, t, s_, eta_max)) ** 2 - (1 - a_s)) < 1e-12
-    model, _ = gaussian_data(s)
+    model = gaussian_data(s).model
     ts = torch.tensor([t, s_], dtype=F64)
     ddim(model, randn(8, 0), s, ts, eta=0.999 * eta_max, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match=r"eta=.* is too large for the step t=500 -> s=450"):
@@ -160,12 +173,12 @@ def test_every_eta_preserves_every_marginal_given_x0(eta):
 
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("n_steps", [5, 50])
-def test_gaussian_data_matches_the_exact_linear_recursion(eta, n_steps):
+def test_gaussian_data_matches_the_exact_linear_recursion(gaussian_data, eta, n_steps):
     """For data N(m, sd^2) eps is linear in x, so x_s = A x_t + B + sigma z and the output is Gaussian
     with a mean and variance given by a scalar recursion. Monte Carlo must agree with it."""
     sch = DiscreteVP.linear()
     m, sd = 0.3, 0.5
-    model, _ = gaussian_data(sch, m, sd)
+    model = gaussian_data(sch, m, sd).model
     ts = sch.timesteps(n_steps)
     mean, var = 0.0, 1.0
     for t, s_ in zip(ts[:-1], ts[1:]):
@@ -183,12 +196,12 @@ def test_gaussian_data_matches_the_exact_linear_recursion(eta, n_steps):
     assert abs(float(x.var()) / var - 1) < 0.03
 
 
-def test_deterministic_ddim_converges_at_first_order_to_the_exact_flow():
+def test_deterministic_ddim_converges_at_first_order_to_the_exact_flow(gaussian_data):
     """For data N(m, sd^2) the flow is y(rho) = m + (y_T - m) sqrt(sd^2 + rho^2) / sqrt(sd^2 + rho_T^2)
     with y = x / alpha, rho = sigma / alpha. DDIM (eta = 0) is Euler in (rho, y): error ~ 1/N."""
     sch = LinearVP()
     m, sd = 0.3, 0.5
-    model, _ = gaussian_data(sch, m, sd)
+    model = gaussian_data(sch, m, sd).model
     x_T = randn(8, 0)
     t_end = 1e-3
     rho_T, rho_0 = float(sch.noise_to_signal(1.0)), float(sch.noise_to_signal(t_end))
@@ -200,9 +213,9 @@ def test_deterministic_ddim_converges_at_first_order_to_the_exact_flow():
 
 
 # --- inversion ---------------------------------------------------------------------------------------
-def test_inversion_step_is_the_reverse_euler_step():
+def test_inversion_step_is_the_reverse_euler_step(gaussian_data):
     s = DiscreteVP.linear()
-    model, _ = gaussian_data(s)
+    model = gaussian_data(s).model
     x = randn(16, 0)
     ts = torch.tensor([300.0, 120.0], dtype=F64)
     up = ddim_invert(model, x, s, ts)
@@ -223,10 +236,11 @@ def test_inversion_is_exact_when_the_flow_is_a_straight_line(schedule):
     assert torch.allclose(ddim(model, ddim_invert(model, x, schedule, ts), schedule, ts), x, rtol=0, atol=1e-9)
 
 
-def test_inversion_round_trip_on_exact_score_data_is_first_order():
+def test_inversion_round_trip_on_exact_score_data_is_first_order(gaussian_data):
     """Gaussian data, exact eps: decode(encode(x0)) -> x0 with error ~ 1/N (both walks are Euler)."""
     sch = DiscreteVP.linear()
-    model, mix = gaussian_data(sch)
+    data = gaussian_data(sch)
+    model, mix = data.model, data.mixture
     x0 = mix.sample(256, generator=torch.Generator().manual_seed(0))
     steps = [20, 40, 80, 160]
     errors = []
@@ -256,9 +270,9 @@ def test_inversion_of_the_seed_mixture_on_a_quadratic_grid_converges():
     assert metrics.fit_order(steps, unif) < 0.6 and all(q < u for q, u in zip(quad, unif))
 
 
-def test_callbacks_report_each_step_in_order():
+def test_callbacks_report_each_step_in_order(gaussian_data):
     s = DiscreteVP.linear()
-    model, _ = gaussian_data(s)
+    model = gaussian_data(s).model
     ts = s.timesteps(4)
     down, up = [], []
     x = ddim(model, randn(4, 0), s, ts, callback=down.append)
@@ -269,9 +283,9 @@ def test_callbacks_report_each_step_in_order():
     assert torch.equal(down[-1]["x"], x)
 
 
-def test_dtype_follows_the_input():
+def test_dtype_follows_the_input(gaussian_data):
     s = LinearVP()
-    model, _ = gaussian_data(s)
+    model = gaussian_data(s).model
     x = randn(8, 0).float()
     ts = s.timesteps(5, dtype=torch.float32)
     assert ddim(model, x, s, ts, eta=0.5, generator=torch.Generator().manual_seed(0)).dtype == torch.float32
@@ -279,9 +293,9 @@ def test_dtype_follows_the_input():
 
 
 # --- bad input ---------------------------------------------------------------------------------------
-def test_bad_eta_is_refused():
+def test_bad_eta_is_refused(gaussian_data):
     s = DiscreteVP.linear()
-    model, _ = gaussian_data(s)
+    model = gaussian_data(s).model
     x, ts = randn(4, 0), s.timesteps(5)
     with pytest.raises(ValueError, match=r"eta must be >= 0, got -0.1"):
         ddim(model, x, s, ts, eta=-0.1)
@@ -295,9 +309,9 @@ def test_bad_eta_is_refused():
         ddim(model, x, s, ts, eta=float("inf"))
 
 
-def test_a_grid_that_is_not_strictly_decreasing_is_refused():
+def test_a_grid_that_is_not_strictly_decreasing_is_refused(gaussian_data):
     s = DiscreteVP.linear()
-    model, _ = gaussian_data(s)
+    model = gaussian_data(s).model
     x = randn(4, 0)
     for ts in ([1000.0, 500.0, 500.0, 0.0], [0.0, 500.0, 1000.0]):
         ts = torch.tensor(ts, dtype=F64)
@@ -311,6 +325,30 @@ def test_a_grid_that_is_not_strictly_decreasing_is_refused():
         ddim(model, x, s, s.timesteps(3, dtype=torch.float32))
     with pytest.raises(ValueError, match=r"x_0 must be finite"):
         ddim_invert(model, torch.full((2, 1), float("nan"), dtype=F64), s, s.timesteps(3))
+
+
+def test_schedules_that_are_not_gaussian_paths_and_alpha_zero_are_refused(gaussian_data):
+    s = DiscreteVP.linear()
+    model, x = gaussian_data(s).model, randn(4, 0)
+    for bad in (None, "linear", s.betas):
+        with pytest.raises(TypeError, match=r"schedule must be a diffnb.schedules.GaussianPath"):
+            ddim(model, x, bad, s.timesteps(3))
+        with pytest.raises(TypeError, match=r"schedule must be a diffnb.schedules.GaussianPath"):
+            ddim_invert(model, x, bad, s.timesteps(3))
+        with pytest.raises(TypeError, match=r"schedule must be a diffnb.schedules.GaussianPath"):
+            ddim_sigma(bad, 2.0, 1.0)
+    fm = FlowMatching()
+    with pytest.raises(ValueError, match=r"ts\[0\] = 1 has alpha_t = 0 \(log_snr = -inf\) on FlowMatching\(\).*t < 1"):
+        ddim(model, x, fm, fm.timesteps(3))
+
+
+def test_inversion_may_end_at_flow_matchings_pure_noise(gaussian_data):
+    """Inverting up to t = 1 (alpha = 0) never divides by that alpha: the last step returns eps_hat itself."""
+    fm = FlowMatching()
+    model = gaussian_data(fm).model
+    infos = []
+    z = ddim_invert(model, randn(8, 0) * 0.5, fm, torch.tensor([1.0, 0.6, 0.2, 0.0], dtype=F64), callback=infos.append)
+    assert float(infos[-1]["t"]) == 1.0 and torch.equal(z, infos[-1]["eps_hat"])
 
 
 def test_ddim_sigma_refuses_bad_arguments():
