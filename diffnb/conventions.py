@@ -17,7 +17,9 @@ What diffusers does differently from a plain call of a diffnb sampler, and the h
   (``ddim_step_times``, ``ddim_chain``); the DPM-Solver schedulers list n indices and then a final
   sigma (``dpm_solver_timesteps``, ``dpm_solver_book_grid``).
 * orders: which order each DPM-Solver step uses (``multistep_orders``, ``singlestep_orders``), and
-  singlestep intermediate points at listed times rather than at lambda fractions (``singlestep_chain``).
+  singlestep intermediate points at listed times rather than at lambda fractions: ``singlestep_intervals``
+  turns the scheduler's steps into ``dpm_solver``'s intervals, orders and intermediate fractions.
+* solver_type: diffusers' "midpoint" is diffnb's ``solver_type="dpmsolver"``, its "heun" is ``"taylor"``.
 
 ``diffusers_loop`` drives any diffusers scheduler with a book model (x, t) -> eps_hat; it is duck-typed
 and never imports diffusers.
@@ -31,14 +33,14 @@ import numpy as np
 import torch
 
 from . import _checks
-from .dpm_solver import exponential_weights
+from .dpm_solver import _check_order
 from .samplers import ddim, predict_eps
 from .schedules import DiscreteVP
 from .timesteps import DIFFUSERS_SPACINGS, diffusers_timesteps, to_book_times
 
 __all__ = ["BETA_SCHEDULES", "FINAL_SIGMAS_TYPES", "diffusers_alphas_cumprod", "schedule_from_alphas_cumprod",
            "float32_schedule", "diffusers_loop", "ddim_step_times", "ddim_chain", "dpm_solver_timesteps",
-           "dpm_solver_book_grid", "multistep_orders", "singlestep_orders", "singlestep_chain",
+           "dpm_solver_book_grid", "multistep_orders", "singlestep_orders", "singlestep_intervals",
            "dpm_scheduler_on_grid", "cosine_data_problem"]
 
 BETA_SCHEDULES = ("linear", "scaled_linear")
@@ -179,10 +181,7 @@ def dpm_solver_book_grid(T: int, n: int, spacing: str = "linspace", final_sigmas
 
 
 def _order_arg(order):
-    if isinstance(order, bool) or not isinstance(order, int):
-        raise TypeError(f"order must be an int, got {type(order).__name__}")
-    if order not in (1, 2, 3):
-        raise ValueError(f"order must be 1, 2 or 3, got {order}")
+    _check_order(order, (1, 2, 3), allow_list=False)
 
 
 def multistep_orders(n: int, order: int, lower_order_final: bool = True, final_sigmas_type: str = "zero",
@@ -229,43 +228,41 @@ def singlestep_orders(n: int, order: int, lower_order_final: bool = False,
     return orders
 
 
-def singlestep_chain(model, x_T, schedule, ts, orders) -> torch.Tensor:
-    """DPM-Solver++ with the intermediate points at listed times, as ``DPMSolverSinglestepScheduler`` runs it.
+def singlestep_intervals(schedule, ts, orders):
+    """``DPMSolverSinglestepScheduler``'s steps as the intervals of ``diffnb.dpm_solver``'s singlestep method.
 
-    ``orders[i]`` is the order of the step from ts[i] to ts[i + 1]. A step of order q restarts from the
-    sample x_b at ts[b], b = i - q + 1, and uses the data predictions at ts[b], ..., ts[i]: it is the
-    singlestep update from ts[b] to ts[i + 1] whose intermediate points sit at lambda fractions
-    (lambda(ts[b + j]) - lambda(ts[b])) / h instead of 1/2 (or 1/3, 2/3). Weights are diffnb's
-    ``exponential_weights`` (the "heun" form of diffusers' ``solver_type``). A step to sigma = 0 must be
-    first order and returns x0_hat.
+    ``orders[i]`` is the order of the scheduler's step from ts[i] to ts[i + 1]; its orders run 1, 2, ..., q
+    over the q steps of one interval, from ts[b] to ts[b + q], whose intermediate points are the listed
+    times ts[b + 1], ..., ts[b + q - 1] (the papers use lambda fractions 1/2 and 1/3, 2/3 instead). Returns
+    ``(outer, interval_orders, fractions)`` for ::
+
+        dpm_solver_pp(model, x_T, schedule, outer, order=interval_orders, method="singlestep",
+                      fractions=fractions, solver_type=...)   # diffusers "heun": "taylor"; "midpoint": "dpmsolver"
+
+    with fractions (lambda(ts[b + j]) - lambda(ts[b])) / h. A step to sigma = 0 must be first order.
     """
-    _checks.callable_(model, "model")
-    x = _checks.batch(x_T, "x_T")
-    ts = _checks.grid(ts, x, schedule)
+    _checks.gaussian_path(schedule)
+    if not isinstance(ts, torch.Tensor):
+        raise TypeError(f"ts must be a 1-D torch.Tensor of times, got {type(ts).__name__}")
+    ts = _checks.grid(ts, ts, schedule)
     if not isinstance(orders, (list, tuple)) or len(orders) != len(ts) - 1:
         raise ValueError(f"orders must be a list with one order per step ({len(ts) - 1}), got {orders!r}")
-    la = schedule.log_alpha(ts).to(F64)
-    ls = 0.5 * torch.log(-torch.expm1(2 * la))
-    lam = la - ls
-    base, outs = x, []
+    lam = schedule.log_snr(ts.to(F64))
+    starts, interval_orders = [], []
     for i, q in enumerate(orders):
-        if q not in (1, 2, 3) or q > i + 1 or (q > 1 and len(outs) != q - 1):
-            raise ValueError(f"orders[{i}] = {q} does not continue an interval (orders must run 1, 2, ..., q)")
         if q == 1:
-            base, outs = x, []
-        alpha, sigma = math.exp(float(la[i])), math.exp(float(ls[i]))
-        outs.append((x - sigma * predict_eps(model, x, ts[i])) / alpha)
-        b = i - q + 1
-        if math.isinf(float(lam[i + 1])):  # sigma_t = 0: the first-order step gives x0_hat itself
-            if q != 1:
-                raise ValueError("the step to sigma = 0 must be first order")
-            x = outs[-1]
-            continue
-        h = lam[i + 1] - lam[b]
-        fracs = ((lam[b:i + 1] - lam[b]) / h)[None, :]
-        w = math.exp(float(la[i + 1])) * exponential_weights(h[None], -h[None], fracs)[0]
-        x = math.exp(float(ls[i + 1] - ls[b])) * base + sum(float(wj) * o for wj, o in zip(w, outs))
-    return x
+            starts.append(i)
+            interval_orders.append(1)
+        elif q in (2, 3) and i > 0 and orders[i - 1] == q - 1:
+            interval_orders[-1] = q
+        else:
+            raise ValueError(f"orders[{i}] = {q} does not continue an interval (orders must run 1, 2, ..., q)")
+    fractions = []
+    for b, q in zip(starts, interval_orders):
+        if q > 1 and math.isinf(float(lam[b + q])):
+            raise ValueError("the step to sigma = 0 must be first order")
+        fractions.append(tuple(float((lam[b + j] - lam[b]) / (lam[b + q] - lam[b])) for j in range(1, q)))
+    return ts[starts + [len(ts) - 1]], interval_orders, fractions
 
 
 def dpm_scheduler_on_grid(scheduler, model, x_T, schedule, ts) -> torch.Tensor:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from diffnb import conventions as cv
@@ -46,7 +46,9 @@ def test_ddim_step_times(T, n, spacing):
     t_from, t_to = cv.ddim_step_times(T, n, spacing)
     assert bool((t_to < t_from).all()) and float(t_to[-1]) == 0.0
     assert float(cv.ddim_step_times(T, n, spacing, set_alpha_to_one=False)[1][-1]) == 1.0
-    assert torch.equal(t_from - t_to, torch.full_like(t_from, T // n)) or float(t_to[-1]) == 0.0
+    # every step lands T // n below its index, except the last, whose target k - T // n < 0 is alpha_bar = 1
+    assert torch.equal((t_from - t_to)[:-1], torch.full_like(t_from[:-1], T // n))
+    assert float(t_from[-1]) - 1 - T // n < 0
     if spacing == "leading":  # each step lands on the next listed index
         assert torch.equal(t_to[:-1], t_from[1:])
 
@@ -87,8 +89,7 @@ def test_a_zero_length_step_keeps_x_and_the_noise_stream():
 @given(n=st.integers(1, 200), spacing=st.sampled_from(["linspace", "leading", "trailing"]))
 def test_dpm_solver_timesteps_and_grid(n, spacing):
     T = 1000
-    if spacing == "trailing" and len(torch.arange(T, 0, -T / n)) != n:
-        return  # the float arange overshoots, as for DDIM
+    assume(spacing != "trailing" or len(torch.arange(T, 0, -T / n)) == n)  # else the float arange overshoots
     k = cv.dpm_solver_timesteps(T, n, spacing)
     assert k.numel() == n and bool((k[1:] < k[:-1]).all()) and int(k.min()) >= 0 and int(k.max()) <= T - 1
     if spacing == "linspace":
@@ -100,13 +101,11 @@ def test_dpm_solver_timesteps_and_grid(n, spacing):
 
 @given(n=st.integers(1, 40), order=st.integers(1, 3), lof=st.booleans(),
        final=st.sampled_from(["zero", "sigma_min"]))
-def test_multistep_orders(n, order, lof, final):
+def test_multistep_orders_warm_up_and_never_exceed_the_history(n, order, lof, final):
+    """Structure only; which steps diffusers lowers is compared with its scheduler in test_diffusers.py."""
     q = cv.multistep_orders(n, order, lof, final)
-    assert len(q) == n and q[0] == 1 and max(q) <= order
-    assert all(q[i] == min(order, i + 1) for i in range(max(n - 2, 0)))  # warm-up, then full order
-    assert (q[-1] == 1) == (final == "zero" or (lof and n < 15) or order == 1 or n == 1)
-    if n >= 15:  # lower_order_final is ignored from 15 steps on
-        assert q == cv.multistep_orders(n, order, not lof, final)
+    assert len(q) == n and q[0] == 1 and all(1 <= o <= min(order, i + 1) for i, o in enumerate(q))
+    assert q[: max(n - 2, 0)] == sorted(q[: max(n - 2, 0)])  # only the last two steps may lower the order
 
 
 @given(n=st.integers(1, 40), order=st.integers(1, 3), lof=st.booleans(),
@@ -120,21 +119,32 @@ def test_singlestep_orders_are_runs_1_to_q(n, order, lof, final):
         assert q[-1] == 1
 
 
-def test_singlestep_chain_is_diffnbs_singlestep_at_lambda_midpoints():
+def test_singlestep_intervals_at_lambda_midpoints_are_diffnbs_singlestep():
+    """Steps with orders 1, 2 between listed times that are the lambda midpoints of a coarse grid are
+    dpm_solver's singlestep order 2 on the coarse grid (fractions 1/2 to rounding)."""
     s = DiscreteVP.linear()
     model, x = toy.mixture_2d().eps_model(s), _x()
     coarse = torch.tensor([1000.0, 600.0, 300.0, 100.0, 20.0], dtype=F64)
     lam = s.log_snr(coarse)
     mids = s.t_of_log_snr((lam[:-1] + lam[1:]) / 2)
-    fine = torch.stack([coarse[:-1], mids], 1).reshape(-1)
-    fine = torch.cat([fine, coarse[-1:]])
-    a = cv.singlestep_chain(model, x, s, fine, [1, 2] * 4)
-    b = samplers.dpm_solver_pp(model, x, s, coarse, order=2, method="singlestep")
-    assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    fine = torch.cat([torch.stack([coarse[:-1], mids], 1).reshape(-1), coarse[-1:]])
+    outer, q, fr = cv.singlestep_intervals(s, fine, [1, 2] * 4)
+    assert torch.equal(outer, coarse) and q == [2] * 4
+    assert all(abs(f[0] - 0.5) < 1e-12 for f in fr)
+    for st in ("dpmsolver", "taylor"):
+        a = samplers.dpm_solver_pp(model, x, s, outer, order=q, method="singlestep", fractions=fr, solver_type=st)
+        b = samplers.dpm_solver_pp(model, x, s, coarse, order=2, method="singlestep", solver_type=st)
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
     # all first order: DDIM on the fine grid; a final step to t = 0 returns x0_hat
-    a = cv.singlestep_chain(model, x, s, torch.cat([fine, torch.zeros(1, dtype=F64)]), [1] * 9)
-    b = samplers.ddim(model, x, s, torch.cat([fine, torch.zeros(1, dtype=F64)]))
-    assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    to_zero = torch.cat([fine, torch.zeros(1, dtype=F64)])
+    outer, q, fr = cv.singlestep_intervals(s, to_zero, [1] * 9)
+    assert torch.equal(outer, to_zero) and q == [1] * 9 and fr == [()] * 9
+    a = samplers.dpm_solver_pp(model, x, s, outer, order=q, method="singlestep", fractions=fr)
+    assert torch.allclose(a, samplers.ddim(model, x, s, to_zero), rtol=0, atol=1e-12)
+    # a third-order interval keeps both listed intermediate times
+    outer, q, fr = cv.singlestep_intervals(s, fine[:4], [1, 2, 3])
+    assert torch.equal(outer, fine[[0, 3]]) and q == [3]
+    assert fr[0] == pytest.approx(((lam_f := s.log_snr(fine[:4]))[1:3] - lam_f[0]) / (lam_f[3] - lam_f[0]))
 
 
 def test_cosine_data_problem_is_solved_by_diffnb_at_the_expected_orders():
@@ -175,14 +185,22 @@ def test_bad_input_is_refused():
         cv.dpm_solver_timesteps(1000, 1000)
     with pytest.raises(ValueError, match=r"final_sigmas_type must be one of"):
         cv.dpm_solver_book_grid(1000, 10, final_sigmas_type="min")
-    with pytest.raises(ValueError, match=r"order must be 1, 2 or 3, got 4"):
+    with pytest.raises(ValueError, match=r"order must be one of \[1, 2, 3\], got 4"):
         cv.multistep_orders(10, 4)
     with pytest.raises(TypeError, match=r"order must be an int"):
         cv.singlestep_orders(10, 2.0)
     with pytest.raises(ValueError, match=r"orders\[1\] = 3 does not continue an interval"):
-        cv.singlestep_chain(model, x, s, torch.tensor([900.0, 500.0, 100.0], dtype=F64), [1, 3])
+        cv.singlestep_intervals(s, torch.tensor([900.0, 500.0, 100.0], dtype=F64), [1, 3])
+    with pytest.raises(ValueError, match=r"orders\[0\] = 2 does not continue an interval"):
+        cv.singlestep_intervals(s, torch.tensor([900.0, 500.0, 100.0], dtype=F64), [2, 1])
     with pytest.raises(ValueError, match=r"the step to sigma = 0 must be first order"):
-        cv.singlestep_chain(model, x, s, torch.tensor([900.0, 500.0, 0.0], dtype=F64), [1, 2])
+        cv.singlestep_intervals(s, torch.tensor([900.0, 500.0, 0.0], dtype=F64), [1, 2])
+    with pytest.raises(ValueError, match=r"orders must be a list with one order per step \(2\)"):
+        cv.singlestep_intervals(s, torch.tensor([900.0, 500.0, 0.0], dtype=F64), [1])
+    with pytest.raises(TypeError, match=r"schedule must be a diffnb.schedules.GaussianPath"):
+        cv.singlestep_intervals(None, torch.tensor([900.0, 500.0], dtype=F64), [1])
+    with pytest.raises(TypeError, match=r"ts must be a 1-D torch.Tensor"):
+        cv.singlestep_intervals(s, [900.0, 500.0], [1])
     with pytest.raises(TypeError, match=r"scheduler must have a set_timesteps\(\) method"):
         cv.diffusers_loop(object(), model, x, 10)
     with pytest.raises(TypeError, match=r"x_scale must be a number"):

@@ -94,33 +94,57 @@ def test_ddpm(spacing):
 MULTISTEP_CASES = [(alg, order, lof, final) for alg in ("dpmsolver++", "dpmsolver") for order in (1, 2)
                    for lof in (False, True) for final in ("zero", "sigma_min")
                    if not (alg == "dpmsolver" and final == "zero")]
+SOLVER_TYPES = {"midpoint": "dpmsolver", "heun": "taylor"}  # diffusers' solver_type: diffnb's
 
 
+@pytest.mark.parametrize("diffusers_type", list(SOLVER_TYPES))
 @pytest.mark.parametrize("algorithm, order, lower_order_final, final", MULTISTEP_CASES)
-def test_dpm_solver_multistep_orders_1_and_2(algorithm, order, lower_order_final, final):
+def test_dpm_solver_multistep_orders_1_and_2(algorithm, order, lower_order_final, final, diffusers_type):
     fn = samplers.dpm_solver_pp if algorithm == "dpmsolver++" else samplers.dpm_solver
     for n in (10, 20):
         sched = diffusers.DPMSolverMultistepScheduler(algorithm_type=algorithm, solver_order=order,
-                                                      solver_type="heun", lower_order_final=lower_order_final,
+                                                      solver_type=diffusers_type, lower_order_final=lower_order_final,
                                                       final_sigmas_type=final)
         x_d = cv.diffusers_loop(sched, MODEL, X_T, n)
         ts = cv.dpm_solver_book_grid(1000, n, "linspace", final)
-        # diffusers' lower_order_final acts only below 15 steps
-        x_b = fn(MODEL, X_T, S32, ts, order=order, method="multistep", lower_order_final=lower_order_final and n < 15)
-        assert maxdiff(x_d, x_b) < FLOAT32_TOL
         q = cv.multistep_orders(n, order, lower_order_final, final)
-        assert (q[-1] == 1) == (order == 1 or final == "zero" or (lower_order_final and n < 15))
+        x_b = fn(MODEL, X_T, S32, ts, order=q, method="multistep", solver_type=SOLVER_TYPES[diffusers_type])
+        assert maxdiff(x_d, x_b) < FLOAT32_TOL
 
 
-def test_midpoint_solver_type_is_algorithm_1s_second_order_update():
-    """diffusers' default solver_type="midpoint" uses expm1(-h)/(2r) where diffnb uses h phi_2(-h)/r: the
-    two diffusers variants differ by as much as diffusers-midpoint differs from diffnb."""
+def _orders_used(sched, n):
+    """The order of each multistep update the scheduler really runs, recorded from its own update methods."""
+    used = []
+    for k, name in enumerate(("dpm_solver_first_order_update", "multistep_dpm_solver_second_order_update",
+                              "multistep_dpm_solver_third_order_update"), start=1):
+        original = getattr(sched, name)
+        setattr(sched, name, lambda *a, _f=original, _k=k, **kw: (used.append(_k), _f(*a, **kw))[1])
+    cv.diffusers_loop(sched, MODEL, X_T[:2], n)
+    return used
+
+
+@pytest.mark.parametrize("final", ["zero", "sigma_min"])
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_multistep_orders_are_the_schedulers_own(order, final):
+    for n in (1, 2, 3, 5, 14, 15, 16):
+        for lof in (False, True):
+            for euler_at_final in (False, True):
+                sched = diffusers.DPMSolverMultistepScheduler(solver_order=order, lower_order_final=lof,
+                                                              final_sigmas_type=final, euler_at_final=euler_at_final)
+                assert cv.multistep_orders(n, order, lof, final, euler_at_final) == _orders_used(sched, n), (
+                    n, lof, euler_at_final)
+
+
+def test_midpoint_solver_type_is_the_papers_dpmsolver_form():
+    """diffusers' default solver_type="midpoint" is diffnb's default "dpmsolver" (expm1(-h)/(2r), DPM-Solver++'s
+    Algorithm 2) and "heun" is "taylor" (h phi_2(-h)/r); the two forms differ by much more than float32."""
     ts = cv.dpm_solver_book_grid(1000, 20, "linspace", "zero")
-    x_b = samplers.dpm_solver_pp(MODEL, X_T, S32, ts, order=2)
     mid = cv.diffusers_loop(diffusers.DPMSolverMultistepScheduler(solver_type="midpoint"), MODEL, X_T, 20)
     heun = cv.diffusers_loop(diffusers.DPMSolverMultistepScheduler(solver_type="heun"), MODEL, X_T, 20)
-    assert maxdiff(heun, x_b) < FLOAT32_TOL
-    assert math.isclose(maxdiff(mid, x_b), maxdiff(mid, heun), rel_tol=1e-3) and maxdiff(mid, heun) > 1e-4
+    q = cv.multistep_orders(20, 2)
+    assert maxdiff(mid, samplers.dpm_solver_pp(MODEL, X_T, S32, ts, order=q)) < FLOAT32_TOL
+    assert maxdiff(heun, samplers.dpm_solver_pp(MODEL, X_T, S32, ts, order=q, solver_type="taylor")) < FLOAT32_TOL
+    assert maxdiff(mid, heun) > 1e-4
 
 
 def test_third_order_multistep_update_halves_the_second_derivative_term():
@@ -157,14 +181,45 @@ def test_third_order_multistep_is_second_order_in_diffusers_and_third_in_diffnb(
     assert abs(fit_order(ns, err_d) - 2) < 0.3 and abs(fit_order(ns, err_b) - 3) < 0.3
 
 
-@pytest.mark.parametrize("final", ["zero", "sigma_min"])
-@pytest.mark.parametrize("n", [10, 11])
-def test_dpm_solver_singlestep_order_2(final, n):
-    sched = diffusers.DPMSolverSinglestepScheduler(solver_order=2, solver_type="heun", final_sigmas_type=final)
+SINGLESTEP_CASES = [(2, 10, "midpoint"), (2, 11, "midpoint"), (2, 10, "heun"), (2, 11, "heun"), (3, 12, "heun"),
+                    (3, 13, "heun")]
+
+
+def _singlestep_run(order, n, final, diffusers_type):
+    sched = diffusers.DPMSolverSinglestepScheduler(solver_order=order, solver_type=diffusers_type,
+                                                   final_sigmas_type=final)
     x_d = cv.diffusers_loop(sched, MODEL, X_T, n)
+    assert sched.order_list == cv.singlestep_orders(n, order, False, final)
     ts = cv.dpm_solver_book_grid(1000, n, "linspace", final)
-    x_c = cv.singlestep_chain(MODEL, X_T, S32, ts, cv.singlestep_orders(n, 2, False, final))
-    assert maxdiff(x_d, x_c) < FLOAT32_TOL
-    # the intermediate point is the next listed time, not the lambda midpoint of diffnb's singlestep
-    x_b = samplers.dpm_solver_pp(MODEL, X_T, S32, ts[::2].contiguous(), order=2, method="singlestep")
-    assert maxdiff(x_d, x_b) > 1e-3
+    return x_d, cv.singlestep_intervals(S32, ts, sched.order_list)
+
+
+@pytest.mark.parametrize("final", ["zero", "sigma_min"])
+@pytest.mark.parametrize("order, n, diffusers_type", SINGLESTEP_CASES)
+def test_dpm_solver_singlestep(order, n, diffusers_type, final):
+    """The singlestep scheduler is diffnb's singlestep method with its intermediate points at the listed times
+    (``singlestep_intervals``); its own order list is ``singlestep_orders``."""
+    x_d, (outer, q, fractions) = _singlestep_run(order, n, final, diffusers_type)
+    st = SOLVER_TYPES[diffusers_type]
+    x_b = samplers.dpm_solver_pp(MODEL, X_T, S32, outer, order=q, method="singlestep", fractions=fractions,
+                                 solver_type=st)
+    # three-point interpolation over close nodes amplifies diffusers' float32 rounding a little
+    assert maxdiff(x_d, x_b) < (3 if order == 3 else 1) * FLOAT32_TOL
+    # the intermediate point is the next listed time, not the lambda midpoint of diffnb's default
+    x_mid = samplers.dpm_solver_pp(MODEL, X_T, S32, outer, order=q, method="singlestep", solver_type=st)
+    assert maxdiff(x_d, x_mid) > 50 * FLOAT32_TOL
+
+
+@pytest.mark.parametrize("final", ["zero", "sigma_min"])
+@pytest.mark.parametrize("n", [12, 13])
+def test_singlestep_midpoint_order_3_is_not_algorithm_2(n, final, monkeypatch):
+    """diffusers' "midpoint" third order ends like DPM-Solver's Algorithm 2 but takes its middle stage in the
+    midpoint form too (Algorithm 2 and the official code use the Taylor form there): diffnb's "dpmsolver"
+    differs from it, and the same weights with that one stage switched reproduce it."""
+    from diffnb import dpm_solver as dpm
+
+    x_d, (outer, q, fractions) = _singlestep_run(3, n, final, "midpoint")
+    kw = dict(order=q, method="singlestep", fractions=fractions)
+    assert maxdiff(x_d, samplers.dpm_solver_pp(MODEL, X_T, S32, outer, **kw)) > 50 * FLOAT32_TOL
+    monkeypatch.setitem(dpm._SINGLESTEP_FORMS["dpmsolver"], 3, [((0,), False), ((0, 1), True), ((0, 2), False)])
+    assert maxdiff(x_d, samplers.dpm_solver_pp(MODEL, X_T, S32, outer, **kw)) < 3 * FLOAT32_TOL

@@ -72,7 +72,10 @@ def test_ddim_repository_skip_types(T, n):
     quad = tsp.ddim_repo_timesteps(T, n, "quad")
     assert quad.numel() == n and int(quad[0]) == 0 and bool((quad[1:] >= quad[:-1]).all())
     assert int(quad[-1]) <= int(0.8 * T) and (n == 1 or int(quad[-1]) >= int(0.8 * T) - 1)
-    assert torch.equal(uni, tsp.diffusers_timesteps(T, n, "leading").flip(0)) or T % n != 0
+    if T % n == 0:  # n steps of T // n: the leading spacing, walked upwards
+        assert uni.numel() == n and torch.equal(uni, tsp.diffusers_timesteps(T, n, "leading").flip(0))
+    else:  # T // n < T / n: range(0, T, T // n) needs more than n entries to reach T - 1
+        assert uni.numel() > n
 
 
 def test_repeated_indices_are_dropped_and_the_grid_is_strictly_decreasing():
