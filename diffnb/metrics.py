@@ -1,21 +1,36 @@
-"""Distances between samples and a target distribution, and convergence-order fits.
+"""Distances between samples and a target distribution, noise floors, and convergence-order fits.
 
-- ``wasserstein_1d(samples, mixture)``: W1 = integral |F_n(x) - F(x)| dx between the empirical CDF
-  of 1-D samples and the exact mixture CDF (no second sample, so no second source of noise).
+Notation::
+
+    F_n, F      empirical CDF of n samples, exact CDF of the target mixture
+    W1          integral |F_n(x) - F(x)| dx (1-D Wasserstein-1)
+    KS          sup_x |F_n(x) - F(x)| (Kolmogorov-Smirnov)
+    SW1         mean over unit directions u of W1(<u, samples>, <u, mixture>) (sliced W1)
+    FD          |mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a^1/2 C_b C_a^1/2)^1/2), the squared Frechet
+                (2-Wasserstein) distance of Gaussians with the features' means and covariances (FID's d^2)
+
+- ``wasserstein_1d(samples, mixture)``: W1 between 1-D samples and the exact mixture CDF (no second
+  sample, so no second source of noise).
 - ``wasserstein_1d_samples(a, b)``: W1 between two equal-size 1-D sample sets (sorted differences).
-- ``sliced_wasserstein(samples, mixture)``: the mean over fixed random directions u of the exact
-  1-D W1 between <u, samples> and the projected mixture (a projected Gaussian mixture is a 1-D
-  Gaussian mixture).
+- ``sliced_wasserstein(samples, mixture)``: SW1 over fixed seeded directions (a projected Gaussian
+  mixture is a 1-D Gaussian mixture, so each W1 is exact).
+- ``ks_distance(samples, mixture)``: KS between 1-D samples and the mixture.
+- ``w1_floor(mixture, n)``: the distribution over seeds of W1 (SW1 for dim > 1) of n exact samples:
+  what a perfect sampler scores, as mean, standard deviation and (min, max).
+- ``frechet_distance(feats_a, feats_b)`` and ``frechet_gaussian(mu_a, cov_a, mu_b, cov_b)``: FD.
 - ``fit_order(h_or_nfe, errors)``: slope of log(error) against log(step count) by least squares.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from . import _checks
 
-__all__ = ["wasserstein_1d", "wasserstein_1d_samples", "sliced_wasserstein", "fit_order", "rms_error"]
+__all__ = ["wasserstein_1d", "wasserstein_1d_samples", "sliced_wasserstein", "ks_distance", "w1_floor", "Floor",
+           "frechet_distance", "frechet_gaussian", "fit_order", "rms_error"]
 
 
 def _flat_1d(samples, name="samples"):
@@ -69,6 +84,103 @@ def sliced_wasserstein(samples, mixture, n_directions: int = 64, seed: int = 0, 
     z = (grid[:, :, None] - means[:, None, :]) / stds[:, None, :]
     exact = (mixture.weights * 0.5 * torch.erfc(-z / 2**0.5)).sum(-1)
     return float(torch.trapezoid((empirical - exact).abs(), grid, dim=1).mean())
+
+
+def ks_distance(samples, mixture) -> float:
+    """Kolmogorov-Smirnov distance sup_x |F_n(x) - F(x)| between 1-D samples and a 1-D mixture's CDF.
+
+    For n independent samples from the mixture, P(KS > c / sqrt(n)) is about 2 exp(-2 c^2) for large n
+    (c = 1.95 gives 0.001).
+    """
+    x = _flat_1d(samples)
+    _mixture_1d(mixture)
+    F = mixture.cdf_1d(torch.sort(x).values)
+    n = F.numel()
+    i = torch.arange(1, n + 1, dtype=torch.float64, device=F.device)
+    return float(torch.maximum(i / n - F, F - (i - 1) / n).max())
+
+
+def _mixture_1d(mixture):
+    if not callable(getattr(mixture, "cdf_1d", None)):
+        raise TypeError(f"mixture must be a toy.GaussianMixture, got {type(mixture).__name__}")
+    if mixture.dim != 1:
+        raise ValueError(f"mixture must be 1-D, got dim={mixture.dim}")
+
+
+class Floor(NamedTuple):
+    """A noise floor over seeds: mean, standard deviation (ddof = 1), (min, max) and every value."""
+
+    mean: float
+    std: float
+    band: tuple[float, float]
+    values: tuple[float, ...]
+
+
+def w1_floor(mixture, n: int, seeds=range(20), n_directions: int = 64, direction_seed: int = 0) -> Floor:
+    """The W1 distance (sliced W1 for dim > 1) between ``n`` exact samples and ``mixture`` itself, over
+    ``seeds``: sample ``s`` is ``mixture.sample(n, generator=torch.Generator().manual_seed(s))``.
+
+    No sampler scores systematically below ``mean`` with n samples; a single sampler's distance is
+    comparable with the floor only within its band. ``n_directions`` and ``direction_seed`` are
+    ``sliced_wasserstein``'s (use the values the comparison uses)."""
+    _checks.positive_int(n, "n")
+    seeds = list(seeds)
+    if len(seeds) < 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"seeds must hold at least 2 ints, got {seeds!r}")
+    values = []
+    for seed in seeds:
+        x = mixture.sample(n, generator=torch.Generator().manual_seed(seed))
+        if mixture.dim == 1:
+            values.append(wasserstein_1d(x, mixture))
+        else:
+            values.append(sliced_wasserstein(x, mixture, n_directions=n_directions, seed=direction_seed))
+    v = torch.tensor(values, dtype=torch.float64)
+    return Floor(float(v.mean()), float(v.std()), (float(v.min()), float(v.max())), tuple(values))
+
+
+def _features(f, name):
+    x = _checks.batch(f, name)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"{name} must have shape (n, dim) with n >= 2, got {tuple(f.shape)}")
+    return x.to(torch.float64)
+
+
+def _sym_sqrt(c):
+    """The symmetric square root of a symmetric positive semi-definite matrix (eigendecomposition;
+    eigenvalues rounded below 0 are set to 0)."""
+    w, V = torch.linalg.eigh(c)
+    return (V * w.clamp(min=0).sqrt()) @ V.T
+
+
+def frechet_gaussian(mu_a, cov_a, mu_b, cov_b) -> float:
+    """|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a^1/2 C_b C_a^1/2)^1/2): the squared 2-Wasserstein distance
+    between N(mu_a, C_a) and N(mu_b, C_b). Only symmetric eigendecompositions, in float64."""
+    mu_a, mu_b = (torch.as_tensor(m, dtype=torch.float64).reshape(-1) for m in (mu_a, mu_b))
+    cov_a, cov_b = (torch.as_tensor(c, dtype=torch.float64) for c in (cov_a, cov_b))
+    d = mu_a.numel()
+    for name, v, shape in (("mu_b", mu_b, (d,)), ("cov_a", cov_a, (d, d)), ("cov_b", cov_b, (d, d))):
+        if v.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(v.shape)}")
+        _checks.finite(v, name)
+    for name, c in (("cov_a", cov_a), ("cov_b", cov_b)):
+        if not torch.allclose(c, c.T, rtol=1e-10, atol=1e-12 * float(c.abs().max()) + 1e-300):
+            raise ValueError(f"{name} must be symmetric")
+    root_a = _sym_sqrt(0.5 * (cov_a + cov_a.T))
+    middle = root_a @ cov_b @ root_a
+    cross = torch.linalg.eigvalsh(0.5 * (middle + middle.T)).clamp(min=0).sqrt().sum()
+    return float(((mu_a - mu_b) ** 2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * cross)
+
+
+def frechet_distance(feats_a, feats_b) -> float:
+    """The Frechet distance (FID's d^2) between Gaussians with the sample means and covariances
+    (ddof = 1) of two feature sets of shape (n, dim) (or (n,) for dim = 1)."""
+    a, b = _features(feats_a, "feats_a"), _features(feats_b, "feats_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feats_a and feats_b must have the same dim, got {a.shape[1]} and {b.shape[1]}")
+    return frechet_gaussian(a.mean(0), torch.cov(a.T).reshape(a.shape[1], -1), b.mean(0),
+                            torch.cov(b.T).reshape(b.shape[1], -1))
 
 
 def rms_error(x, reference) -> float:

@@ -75,3 +75,108 @@ def test_sliced_wasserstein_is_the_mean_of_projected_1d_distances():
     dirs = dirs / dirs.norm(dim=1, keepdim=True)
     loop = sum(metrics.wasserstein_1d(x @ u, mix.project(u), n_grid=20_001) for u in dirs) / 4
     assert abs(metrics.sliced_wasserstein(x, mix, n_directions=4, seed=0) - loop) < 1e-6
+
+
+def test_ks_distance_is_scipy_kstest():
+    from scipy import stats
+
+    x = torch.randn(500, generator=torch.Generator().manual_seed(13), dtype=F64) * 0.7 + 0.2
+    mix = toy.GaussianMixture([1.0], [0.2], [0.7])
+    ours = metrics.ks_distance(x, mix)
+    assert math.isclose(ours, float(stats.kstest(x.numpy(), stats.norm(0.2, 0.7).cdf).statistic), rel_tol=1e-12)
+    assert metrics.ks_distance(x[:, None], mix) == ours
+    with pytest.raises(ValueError, match="mixture must be 1-D, got dim=2"):
+        metrics.ks_distance(x, toy.mixture_2d())
+    with pytest.raises(ValueError, match=r"samples must have shape \(n,\) or \(n, 1\)"):
+        metrics.ks_distance(torch.zeros(5, 2, dtype=F64), mix)
+    with pytest.raises(TypeError, match="mixture must be a toy.GaussianMixture"):
+        metrics.ks_distance(x, "mixture")
+
+
+def test_w1_floor_is_the_spread_of_exact_samples_over_seeds():
+    mix = toy.seed_mixture_1d()
+    floor = metrics.w1_floor(mix, 1000, seeds=range(6))
+    by_hand = [metrics.wasserstein_1d(mix.sample(1000, generator=torch.Generator().manual_seed(s)), mix)
+               for s in range(6)]
+    assert floor.values == tuple(by_hand)
+    v = torch.tensor(by_hand, dtype=F64)
+    assert math.isclose(floor.mean, float(v.mean()), rel_tol=1e-14)
+    assert math.isclose(floor.std, float(v.std()), rel_tol=1e-12)
+    assert floor.band == (min(by_hand), max(by_hand)) and floor.band[0] <= floor.mean <= floor.band[1]
+    # W1 of n exact samples shrinks like 1/sqrt(n): 4x the samples, about half the floor.
+    ratio = floor.mean / metrics.w1_floor(mix, 4000, seeds=range(6)).mean
+    assert 1.4 < ratio < 2.9
+
+
+def test_w1_floor_uses_sliced_w1_in_more_dimensions():
+    mix = toy.mixture_2d()
+    floor = metrics.w1_floor(mix, 500, seeds=[3, 4], n_directions=8, direction_seed=2)
+    x = mix.sample(500, generator=torch.Generator().manual_seed(4))
+    assert floor.values[1] == metrics.sliced_wasserstein(x, mix, n_directions=8, seed=2)
+    with pytest.raises(ValueError, match=r"seeds must hold at least 2 ints"):
+        metrics.w1_floor(mix, 10, seeds=[1])
+    with pytest.raises(ValueError, match=r"n must be at least 1"):
+        metrics.w1_floor(mix, 0)
+
+
+def exact_moments(mu, cov, n, seed):
+    """n points whose sample mean and sample covariance (ddof = 1) are exactly mu and cov."""
+    d = mu.numel()
+    z = torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    z = z - z.mean(0)
+    z = z @ torch.linalg.inv(torch.linalg.cholesky(torch.cov(z.T))).T  # sample covariance I
+    return mu + z @ torch.linalg.cholesky(cov).T
+
+
+def test_frechet_of_1d_and_commuting_gaussians_is_the_closed_form():
+    # 1-D: (mu_a - mu_b)^2 + (s_a - s_b)^2
+    assert math.isclose(metrics.frechet_gaussian([0.3], [[4.0]], [-0.2], [[0.25]]), 0.25 + 1.5**2, rel_tol=1e-14)
+    # Diagonal covariances: sum_i (sqrt(a_i) - sqrt(b_i))^2, whatever common rotation is applied.
+    a, b = torch.tensor([1.0, 4.0, 9.0], dtype=F64), torch.tensor([4.0, 1.0, 0.25], dtype=F64)
+    mu_a, mu_b = torch.tensor([1.0, 0.0, 2.0], dtype=F64), torch.zeros(3, dtype=F64)
+    expected = float(((mu_a - mu_b) ** 2).sum() + ((a.sqrt() - b.sqrt()) ** 2).sum())
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=F64))
+    got = metrics.frechet_gaussian(q @ mu_a, q @ torch.diag(a) @ q.T, q @ mu_b, q @ torch.diag(b) @ q.T)
+    assert math.isclose(got, expected, rel_tol=1e-12)
+
+
+def test_frechet_of_non_commuting_2d_gaussians():
+    """For 2x2 matrices, tr sqrt(M) = sqrt(tr M + 2 sqrt(det M)); with M = C_a^1/2 C_b C_a^1/2 this is
+    tr (C_a C_b)^1/2 = sqrt(tr(C_a C_b) + 2 sqrt(det C_a det C_b))."""
+    ca = torch.tensor([[2.0, 0.7], [0.7, 1.0]], dtype=F64)
+    cb = torch.tensor([[0.5, -0.3], [-0.3, 1.5]], dtype=F64)
+    mu_a, mu_b = torch.tensor([0.1, -0.4], dtype=F64), torch.tensor([1.0, 0.5], dtype=F64)
+    cross = math.sqrt(float(torch.trace(ca @ cb)) + 2 * math.sqrt(float(torch.det(ca) * torch.det(cb))))
+    expected = float(((mu_a - mu_b) ** 2).sum() + torch.trace(ca) + torch.trace(cb)) - 2 * cross
+    assert math.isclose(metrics.frechet_gaussian(mu_a, ca, mu_b, cb), expected, rel_tol=1e-12)
+    # From features with exactly these sample moments.
+    fa, fb = exact_moments(mu_a, ca, 300, 1), exact_moments(mu_b, cb, 200, 2)
+    assert math.isclose(metrics.frechet_distance(fa, fb), expected, rel_tol=1e-10)
+    assert abs(metrics.frechet_distance(fa, fa)) < 1e-12
+    assert math.isclose(metrics.frechet_distance(fa, fb), metrics.frechet_distance(fb, fa), rel_tol=1e-10)
+
+
+def test_frechet_matches_scipy_sqrtm_in_higher_dimension():
+    from scipy import linalg
+
+    g = torch.Generator().manual_seed(3)
+    A, B = torch.randn(6, 6, generator=g, dtype=F64), torch.randn(6, 6, generator=g, dtype=F64)
+    ca, cb = A @ A.T + 0.1 * torch.eye(6, dtype=F64), B @ B.T + 0.1 * torch.eye(6, dtype=F64)
+    mu_a, mu_b = torch.randn(6, generator=g, dtype=F64), torch.randn(6, generator=g, dtype=F64)
+    root = linalg.sqrtm(ca.numpy() @ cb.numpy())
+    expected = float(((mu_a - mu_b) ** 2).sum() + torch.trace(ca) + torch.trace(cb)) - 2 * float(root.real.trace())
+    assert math.isclose(metrics.frechet_gaussian(mu_a, ca, mu_b, cb), expected, rel_tol=1e-9)
+
+
+def test_frechet_bad_input():
+    x = torch.zeros(5, 2, dtype=F64)
+    with pytest.raises(ValueError, match=r"feats_a and feats_b must have the same dim"):
+        metrics.frechet_distance(x, torch.zeros(5, 3, dtype=F64))
+    with pytest.raises(ValueError, match=r"feats_b must have shape \(n, dim\) with n >= 2"):
+        metrics.frechet_distance(x, torch.zeros(1, 2, dtype=F64))
+    with pytest.raises(ValueError, match=r"feats_a must be finite"):
+        metrics.frechet_distance(torch.full((3, 2), float("nan"), dtype=F64), x)
+    with pytest.raises(ValueError, match=r"cov_b must have shape \(2, 2\)"):
+        metrics.frechet_gaussian([0.0, 0.0], torch.eye(2), [0.0, 0.0], torch.eye(3))
+    with pytest.raises(ValueError, match=r"cov_a must be symmetric"):
+        metrics.frechet_gaussian([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]], [0.0, 0.0], torch.eye(2))
