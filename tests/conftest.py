@@ -40,3 +40,19 @@ class GaussianData:
 def gaussian_data():
     """A factory: ``gaussian_data(schedule, m=0.3, sd=0.5)`` -> ``GaussianData``."""
     return GaussianData
+
+
+def _counting(model):
+    """``(counted, calls)``: the model, and a list that gets one entry per call of it."""
+    calls = []
+
+    def counted(x, t):
+        calls.append(1)
+        return model(x, t)
+    return counted, calls
+
+
+@pytest.fixture(scope="session")
+def counting():
+    """``counting(model) -> (counted_model, calls)``, to count the model calls a sampler really makes."""
+    return _counting

@@ -25,3 +25,26 @@ def test_finite_names_the_argument(bad):
 def test_finite_falls_back_when_the_sum_overflows():
     x = torch.full((4,), 1e308, dtype=torch.float64)  # finite entries, infinite sum
     assert _checks.finite(x, "x") is x
+
+
+def test_gaussian_path_accepts_every_path_and_names_the_argument():
+    from diffnb.schedules import VE, DiscreteVP, FlowMatching, LinearVP
+
+    for s in (DiscreteVP.linear(T=10), LinearVP(), VE(), FlowMatching()):
+        assert _checks.gaussian_path(s) is s
+    for bad, kind in ((None, "NoneType"), ("linear", "str"), (torch.ones(3), "Tensor")):
+        with pytest.raises(TypeError, match=rf"schedule must be a diffnb.schedules.GaussianPath .*got {kind}"):
+            _checks.gaussian_path(bad)
+    with pytest.raises(TypeError, match="teacher must be a diffnb.schedules.GaussianPath"):
+        _checks.gaussian_path(1.0, "teacher")
+
+
+def test_flag_and_choice():
+    assert _checks.flag(True, "f") is True
+    with pytest.raises(TypeError, match="f must be a bool, got int"):
+        _checks.flag(1, "f")
+    assert _checks.choice("a", "opt", ("a", "b")) == "a"
+    with pytest.raises(TypeError, match="opt must be a str, got NoneType"):
+        _checks.choice(None, "opt", ("a", "b"))
+    with pytest.raises(ValueError, match=r"opt must be one of \['a', 'b'\], got 'c'"):
+        _checks.choice("c", "opt", ("a", "b"))

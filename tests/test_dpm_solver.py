@@ -20,15 +20,6 @@ def x_T(n=32, dim=1, seed=0):
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
 
-def counting(model):
-    """The model, and a list that gets one entry per call."""
-    calls = []
-
-    def counted(x, t):
-        calls.append(1)
-        return model(x, t)
-    return counted, calls
-
 
 # --- phi and the weights --------------------------------------------------------------------------------
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
@@ -145,7 +136,7 @@ def test_integer_and_constant_list_orders_are_the_same_call():
 
 def test_fractions_place_the_intermediate_points():
     s = LinearVP()
-    model, calls = counting(toy.mixture_2d().eps_model(s))
+    model = toy.mixture_2d().eps_model(s)
     seen = []
 
     def recording(x, t):
@@ -288,7 +279,7 @@ for _st in ("dpmsolver", "taylor"):
     }
 
 
-def test_measured_orders_against_the_model_calls_spent():
+def test_measured_orders_against_the_model_calls_spent(counting):
     """Error against a high-accuracy reference ODE solve from the same x_T, fitted against the model calls
     each run really made (counted), not against the number of intervals."""
     s = LinearVP()
@@ -308,7 +299,7 @@ def test_measured_orders_against_the_model_calls_spent():
         assert abs(slope - order) < 0.15, (name, slope, errs)
 
 
-def test_dpm_solver_fast_spends_its_budget_and_its_last_interval_sets_the_asymptotic_order():
+def test_dpm_solver_fast_spends_its_budget_and_its_last_interval_sets_the_asymptotic_order(counting):
     """DPM-Solver-fast spends exactly its budget. Its order is 3 only when nfe % 3 == 2 (it ends ..., 3, 2);
     otherwise it ends with a first-order interval (..., 3, 2, 1 or ..., 3, 1) whose O(h^2) local error
     makes it second order as nfe -> oo (the measured slope falls from 3 towards 2)."""
@@ -353,7 +344,7 @@ def test_fast_orders_are_the_papers_examples():
 @pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("method", ["singlestep", "multistep"])
 @pytest.mark.parametrize("lower_order_final", [False, True])
-def test_nfe_accounting(order, method, lower_order_final):
+def test_nfe_accounting(counting, order, method, lower_order_final):
     s = DiscreteVP.linear()
     model, calls = counting(toy.seed_mixture_1d().eps_model(s))
     seen = []
