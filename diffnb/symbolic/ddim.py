@@ -1,13 +1,13 @@
-"""Chapter 2's derivations in SymPy: DDIM by coefficient matching, the eta family, DDIM as an ODE.
+"""Chapter 2's derivations in SymPy: DDIM by coefficient matching, its non-Markovian joint (marginals,
+the forward kernel, Theorem 1), the eta family, and DDIM as an ODE.
 
 Symbols (the source notes' alpha-bar notation; all positive)::
 
-    abar_t, abar_s   alpha_bar at the current time t and at the earlier time s (s = t-1 or any s < t)
-    vs               DDIM's noise scale for the step t -> s, written varsigma_t in the chapter
-                     (the DDIM paper's sigma_t; ``ddim_sigma`` in code). The book keeps sigma_t for
-                     the noise scale sqrt(1 - abar_t) of x_t, so DDIM's one gets its own letter.
+    abar_t, abar_s   alpha-bar at the current time t and at the earlier time s (s = t-1 or any s < t)
+    vs               DDIM's noise scale of the step t -> s, varsigma_t (the DDIM paper's sigma_t; ``ddim_sigma``
+                     in code): the book keeps sigma_t for the noise scale sqrt(1 - abar_t) of x_t
     x0, xt, x        x_0, x_t and the unknown x_s
-    eps              the noise in x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (or the model's eps-hat)
+    eps, eps_theta   the noise in x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, and a model's prediction of it
     z                the fresh standard normal of the step
     k, m             the unknown coefficients of x_s = k x0 + m xt + vs z
 
@@ -15,8 +15,8 @@ The admissible region is 0 < abar_t < abar_s < 1 and 0 < vs^2 < 1 - abar_s. SymP
 sign of 1 - abar_s - vs^2 from symbol assumptions alone, so ``is_zero_admissible`` substitutes a
 parametrisation of exactly that region by positive symbols u, v, w and then proves the identity.
 
-For the ODE: alpha, sigma are the book's signal and noise scales (alpha^2 + sigma^2 = 1), y = x/alpha
-and rho = sigma/alpha (``noise_to_signal``).
+For the ODE (``ode_symbols``): alpha, sigma are the scales of any Gaussian path, y = x/alpha and
+rho = sigma/alpha (``noise_to_signal``).
 """
 
 from __future__ import annotations
@@ -25,26 +25,27 @@ from types import SimpleNamespace
 
 import sympy as sp
 
-from .ddpm import is_zero
+from .core import (complete_the_square, gaussian_expectation, gaussian_kl, gaussian_log_density, gaussian_moments,
+                   in_order, is_zero)
 
-__all__ = ["ddim_symbols", "admissible", "is_zero_admissible", "gaussian_moments", "matching_equations",
-           "solve_matching", "ddim_coefficients", "x0_eps_form", "x0_hat_expr", "ddim_update",
-           "ddim_sigma_expr", "posterior_moments_expr", "eta_max_expr", "seed000_m", "seed000_k",
-           "seed001_update", "ode_symbols", "ddim_deterministic_step", "euler_step_y_rho",
-           "boxed_ode_residual", "probability_flow_check"]
+__all__ = ["ddim_symbols", "admissible", "is_zero_admissible", "matching_equations", "solve_matching",
+           "ddim_coefficients", "x0_eps_form", "x0_hat_expr", "ddim_update", "ddim_sigma_expr", "eta_max_expr",
+           "posterior_moments_expr", "kernel_marginal", "forward_kernel", "theorem1_step",
+           "theorem1_weight_closed_form", "ode_symbols", "ddim_deterministic_step", "euler_step_y_rho",
+           "boxed_ode_residual", "textbook_forms"]
 
 
 def ddim_symbols(prev: str = "t-1"):
-    """The symbols of the DDIM derivation; ``prev`` names the earlier time ("t-1" or "s")."""
+    """The symbols of the DDIM derivation; ``prev`` names the earlier time ("t-1", "s", ...)."""
     abar_t = sp.Symbol(r"\bar{\alpha}_{t}", positive=True)
     abar_s = sp.Symbol(rf"\bar{{\alpha}}_{{{prev}}}", positive=True)
     vs = sp.Symbol(r"\varsigma_{t}", positive=True)
     x0, xt, x = sp.symbols(rf"x_0 x_t x_{{{prev}}}", real=True)
-    eps, z = sp.symbols(r"epsilon z", real=True)
+    eps, eps_theta, z = sp.symbols(r"epsilon \epsilon_\theta z", real=True)
     k, m = sp.symbols("k m", real=True)
     u, v, w = sp.symbols("u v w", positive=True)
-    return SimpleNamespace(abar_t=abar_t, abar_s=abar_s, vs=vs, x0=x0, xt=xt, x=x, eps=eps, z=z, k=k, m=m,
-                           u=u, v=v, w=w, prev=prev)
+    return SimpleNamespace(abar_t=abar_t, abar_s=abar_s, vs=vs, x0=x0, xt=xt, x=x, eps=eps, eps_theta=eps_theta,
+                           z=z, k=k, m=m, u=u, v=v, w=w, prev=prev)
 
 
 def admissible(expr, S):
@@ -68,23 +69,15 @@ def is_zero_admissible(expr, S) -> bool:
     return expr == 0 or is_zero(_factor_radicands(expr))
 
 
-def gaussian_moments(expr, x0, noises):
-    """For ``expr`` linear in x0 and in independent standard normals ``noises``, return
-    (coefficient of x0, variance); raises ``ValueError`` if anything else is left over."""
-    expr = sp.expand(expr)
-    coef = expr.coeff(x0)
-    coefs = [expr.coeff(n) for n in noises]
-    rest = sp.simplify(expr - coef * x0 - sum(c * n for c, n in zip(coefs, noises)))
-    if rest != 0 or any(c.has(x0, *noises) for c in [coef, *coefs]):
-        raise ValueError(f"expr must be linear in {x0} and in the noises {noises}, left over: {rest}")
-    return coef, sp.expand(sum(c**2 for c in coefs))
+def _x_t(S):
+    return sp.sqrt(S.abar_t) * S.x0 + sp.sqrt(1 - S.abar_t) * S.eps
 
 
+# --- coefficient matching ---------------------------------------------------------------------------
 def matching_equations(S):
     """Posit x_s = k x0 + m x_t + vs z with x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; demand the
     marginal q(x_s | x0) = N(sqrt(abar_s) x0, 1 - abar_s). Returns ``(mean_eq, var_eq)``."""
-    x_t = sp.sqrt(S.abar_t) * S.x0 + sp.sqrt(1 - S.abar_t) * S.eps
-    coef, var = gaussian_moments(S.k * S.x0 + S.m * x_t + S.vs * S.z, S.x0, [S.eps, S.z])
+    coef, var = gaussian_moments(S.k * S.x0 + S.m * _x_t(S) + S.vs * S.z, S.x0, [S.eps, S.z])
     return sp.Eq(coef, sp.sqrt(S.abar_s)), sp.Eq(var, 1 - S.abar_s)
 
 
@@ -100,29 +93,27 @@ def solve_matching(S):
 
 
 def ddim_coefficients(S):
-    """The readable closed forms: m = sqrt(1 - abar_s - vs^2)/sqrt(1 - abar_t),
-    k = sqrt(abar_s) - sqrt(abar_t) * m."""
+    """The closed forms ``(k, m)``: m = sqrt(1 - abar_s - vs^2)/sqrt(1 - abar_t), k = sqrt(abar_s) - sqrt(abar_t) m."""
     m = sp.sqrt(1 - S.abar_s - S.vs**2) / sp.sqrt(1 - S.abar_t)
     return sp.sqrt(S.abar_s) - sp.sqrt(S.abar_t) * m, m
 
 
 def x0_eps_form(S):
-    """The mean k x0 + m x_t regrouped: sqrt(abar_s) x0 + sqrt(1 - abar_s - vs^2) (x_t - sqrt(abar_t) x0)/sqrt(1 - abar_t),
-    where the last fraction is the noise eps in x_t."""
+    """The mean of q_vs(x_s | x_t, x0), k x0 + m x_t regrouped (DDIM's eq. 7):
+    sqrt(abar_s) x0 + sqrt(1 - abar_s - vs^2) (x_t - sqrt(abar_t) x0)/sqrt(1 - abar_t)."""
     eps_of_x0 = (S.xt - sp.sqrt(S.abar_t) * S.x0) / sp.sqrt(1 - S.abar_t)
     return sp.sqrt(S.abar_s) * S.x0 + sp.sqrt(1 - S.abar_s - S.vs**2) * eps_of_x0
 
 
-def x0_hat_expr(S):
-    """x0-hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
-    return (S.xt - sp.sqrt(1 - S.abar_t) * S.eps) / sp.sqrt(S.abar_t)
+def x0_hat_expr(S, eps=None):
+    """x0-hat = (x_t - sqrt(1 - abar_t) eps)/sqrt(abar_t)."""
+    eps = S.eps if eps is None else eps
+    return (S.xt - sp.sqrt(1 - S.abar_t) * eps) / sp.sqrt(S.abar_t)
 
 
-def ddim_update(S, noise_coef=None):
-    """DDIM's sampling step (its eq. 12): sqrt(abar_s) x0-hat + sqrt(1 - abar_s - vs^2) eps + vs z.
-    ``noise_coef`` replaces the coefficient of z (to test a wrong version)."""
-    noise_coef = S.vs if noise_coef is None else noise_coef
-    return sp.sqrt(S.abar_s) * x0_hat_expr(S) + sp.sqrt(1 - S.abar_s - S.vs**2) * S.eps + noise_coef * S.z
+def ddim_update(S):
+    """DDIM's sampling step (its eq. 12): sqrt(abar_s) x0-hat + sqrt(1 - abar_s - vs^2) eps + vs z."""
+    return in_order(sp.sqrt(S.abar_s) * x0_hat_expr(S), sp.sqrt(1 - S.abar_s - S.vs**2) * S.eps, S.vs * S.z)
 
 
 def ddim_sigma_expr(S, eta=None):
@@ -131,9 +122,15 @@ def ddim_sigma_expr(S, eta=None):
     return eta * sp.sqrt((1 - S.abar_s) / (1 - S.abar_t)) * sp.sqrt(1 - S.abar_t / S.abar_s)
 
 
+def eta_max_expr(S):
+    """The eta at which vs^2 = 1 - abar_s (the eps coefficient vanishes):
+    sqrt(abar_s (1 - abar_t)/(abar_s - abar_t))."""
+    return sp.sqrt(S.abar_s * (1 - S.abar_t) / (S.abar_s - S.abar_t))
+
+
 def posterior_moments_expr(S):
-    """DDPM's posterior q(x_s | x_t, x0) for any s < t (``forward.posterior`` in alpha-bar form):
-    mean = sqrt(abar_s) (1 - abar_t/abar_s)/(1 - abar_t) x0 + sqrt(abar_t/abar_s) (1 - abar_s)/(1 - abar_t) x_t,
+    """DDPM's posterior q(x_s | x_t, x0) for any s < t, in closed form ``(mean, var)``:
+    mean = sqrt(abar_s)(1 - abar_t/abar_s)/(1 - abar_t) x0 + sqrt(abar_t/abar_s)(1 - abar_s)/(1 - abar_t) x_t,
     var = (1 - abar_t/abar_s)(1 - abar_s)/(1 - abar_t)."""
     beta_ts = 1 - S.abar_t / S.abar_s  # 1 - alpha_{t|s}^2, the jump's own beta
     mean = (sp.sqrt(S.abar_s) * beta_ts / (1 - S.abar_t) * S.x0
@@ -141,52 +138,75 @@ def posterior_moments_expr(S):
     return mean, beta_ts * (1 - S.abar_s) / (1 - S.abar_t)
 
 
-def eta_max_expr(S):
-    """The eta at which vs^2 = 1 - abar_s (the eps coefficient vanishes): sqrt(abar_s (1 - abar_t)/(abar_s - abar_t))."""
-    return sp.sqrt(S.abar_s * (1 - S.abar_t) / (S.abar_s - S.abar_t))
+# --- the non-Markovian joint --------------------------------------------------------------------------
+def kernel_marginal(S):
+    """DDIM's Lemma 1, one step: if x_t | x0 ~ N(sqrt(abar_t) x0, 1 - abar_t), the moments ``(coefficient
+    of x0, variance)`` of x_s = mean of q_vs(x_s | x_t, x0) + vs z; they are those of N(sqrt(abar_s) x0, 1 - abar_s)."""
+    return gaussian_moments(x0_eps_form(S).subs(S.xt, _x_t(S)) + S.vs * S.z, S.x0, [S.eps, S.z])
 
 
-# --- the source notes' versions, kept to show them failing the checks ------------------------------
-def seed000_m(S):
-    """Seed 000: m_t = (1 - abar_{t-1} - sigma_t^2)/(1 - abar_t), the square root missing."""
-    return (1 - S.abar_s - S.vs**2) / (1 - S.abar_t)
+def forward_kernel(S):
+    """The forward kernel q_vs(x_t | x_s, x0) of DDIM's joint, by Bayes' rule in x_t:
+    log q_vs(x_s | x_t, x0) + log q(x_t | x0) - log q(x_s | x0), completing the square. Returns ``(mean, var)``;
+    the mean depends on x0 (the joint is not Markovian) except at eta = 1."""
+    log_joint = (gaussian_log_density(S.x, x0_eps_form(S), S.vs**2)
+                 + gaussian_log_density(S.xt, sp.sqrt(S.abar_t) * S.x0, 1 - S.abar_t))
+    return complete_the_square(log_joint, S.xt)
 
 
-def seed000_k(S):
-    """Seed 000: sqrt(abar_{t-1}) - sqrt(abar_t/(1 - abar_t)) (1 - abar_{t-1} - delta_t^2), the bracket
-    outside the square root."""
-    return sp.sqrt(S.abar_s) - sp.sqrt(S.abar_t / (1 - S.abar_t)) * (1 - S.abar_s - S.vs**2)
+def theorem1_step(S, data=None):
+    """One term of DDIM's Theorem 1: KL(q_vs(x_s | x_t, x0) || p_theta(x_s | x_t)) with p_theta(x_s | x_t) =
+    q_vs(x_s | x_t, x0-hat(x_t, eps_theta)). Returns a namespace ``kl``, ``weight`` (half the second
+    derivative in eps_theta), ``constant`` (kl at eps_theta = eps) with kl = weight (eps - eps_theta)^2 + constant.
+
+    ``data=(m, s, a, b)``: Gaussian data x0 = m + s u and the linear model eps_theta(x_t) = a x_t + b;
+    the namespace then also holds ``expected_kl`` and ``expected_mse`` = E (eps - eps_theta)^2 over u and eps,
+    whose difference expected_kl - weight expected_mse is the constant of J = L_gamma + C."""
+    mean = x0_eps_form(S)
+    mean_theta = mean.subs(S.x0, x0_hat_expr(S, S.eps_theta))
+    gap = sp.factor(sp.expand((mean - mean_theta).subs(S.xt, _x_t(S))))  # the means with x_t = x_t(x0, eps)
+    kl = gaussian_kl(gap, S.vs**2, 0, S.vs**2)  # a KL is unchanged by a common shift of both means
+    weight = sp.factor(sp.diff(kl, S.eps_theta, 2) / 2)
+    out = SimpleNamespace(kl=kl, weight=weight, constant=sp.simplify(kl.subs(S.eps_theta, S.eps)))
+    if data is not None:
+        m, s, a, b = data
+        u = sp.Dummy("u", real=True)
+        model = {S.eps_theta: a * _x_t(S) + b}
+        on_data = lambda e: gaussian_expectation(e.subs(model).subs(S.x0, m + s * u), [u, S.eps])  # noqa: E731
+        out.expected_kl, out.expected_mse = on_data(kl), on_data((S.eps - S.eps_theta) ** 2)
+    return out
 
 
-def seed001_update(S):
-    """Seed 001's final sampling formula: ... + sigma^2 eps where the noise needs sigma."""
-    return ddim_update(S, noise_coef=S.vs**2)
+def theorem1_weight_closed_form(S):
+    """gamma_t = k^2 (1 - abar_t)/(2 vs^2 abar_t), with k the coefficient of x0 (``ddim_coefficients``): the
+    means differ by k (x0 - x0-hat) and x0 - x0-hat = sqrt((1 - abar_t)/abar_t)(eps_theta - eps)."""
+    k, _ = ddim_coefficients(S)
+    return k**2 * (1 - S.abar_t) / (2 * S.vs**2 * S.abar_t)
 
 
 # --- DDIM as an ODE ----------------------------------------------------------------------------------
 def ode_symbols():
-    """alpha_t, sigma_t, alpha_s, sigma_s (the book's scales), x = x_t and eps = eps-hat(x_t, t)."""
+    """alpha_t, sigma_t, alpha_s, sigma_s (a step from t to the less noisy s), x = x_t and eps = eps-hat(x_t, t)."""
     alpha_t, sigma_t, alpha_s, sigma_s = sp.symbols(r"alpha_t sigma_t alpha_s sigma_s", positive=True)
     x, eps = sp.symbols("x epsilon", real=True)
     return SimpleNamespace(alpha_t=alpha_t, sigma_t=sigma_t, alpha_s=alpha_s, sigma_s=sigma_s, x=x, eps=eps)
 
 
 def ddim_deterministic_step(O):
-    """DDIM with vs = 0 in the book's notation: x_s = alpha_s (x - sigma_t eps)/alpha_t + sigma_s eps."""
+    """DDIM with vs = 0 for any Gaussian path: x_s = alpha_s (x - sigma_t eps)/alpha_t + sigma_s eps."""
     return O.alpha_s * (O.x - O.sigma_t * O.eps) / O.alpha_t + O.sigma_s * O.eps
 
 
 def euler_step_y_rho(O):
     """One explicit Euler step of dy/drho = eps from rho_t to rho_s, y = x/alpha, rho = sigma/alpha,
     mapped back to x: x_s = alpha_s (y_t + (rho_s - rho_t) eps)."""
-    y_t = O.x / O.alpha_t
     rho_t, rho_s = O.sigma_t / O.alpha_t, O.sigma_s / O.alpha_s
-    return O.alpha_s * (y_t + (rho_s - rho_t) * O.eps)
+    return O.alpha_s * (O.x / O.alpha_t + (rho_s - rho_t) * O.eps)
 
 
 def boxed_ode_residual():
     """Seed 000's boxed ODE from the step: write the DDIM step as y(tau - h) - y(tau) = (rho(tau - h) - rho(tau)) eps,
-    divide by -h and let h -> 0. Returns ``(residual, y, rho, tau)`` with residual = dy/dtau - drho/dtau * eps."""
+    divide by -h and let h -> 0. Returns ``(residual, y, rho, tau, eps)``, residual = dy/dtau - drho/dtau eps."""
     tau, h = sp.symbols("tau h", real=True)
     y, rho = sp.Function("y"), sp.Function("rho")
     eps = sp.Symbol("epsilon", real=True)
@@ -195,17 +215,22 @@ def boxed_ode_residual():
     return sp.expand(residual), y, rho, tau, eps
 
 
-def probability_flow_check():
-    """Rewrite dy/dt = (d rho/dt) eps with x = alpha y, rho = sigma/alpha, sigma = sqrt(1 - alpha^2) as an ODE
-    for x. Returns ``(dx_dt, pf_rhs)`` with pf_rhs = f x + g^2/(2 sigma) eps, the probability-flow ODE of
-    a VP diffusion (f = d log alpha/dt, g^2 = -2 f, score = -eps/sigma)."""
-    t = sp.Symbol("t", real=True)
-    x, eps = sp.symbols("x epsilon", real=True)
-    alpha = sp.Function("alpha")(t)
-    sigma = sp.sqrt(1 - alpha**2)
-    rho = sigma / alpha
-    dx_dt = sp.diff(alpha, t) * (x / alpha) + alpha * sp.diff(rho, t) * eps  # product rule on x = alpha y
-    f = sp.diff(alpha, t) / alpha
-    g2 = sp.diff(sigma**2, t) - 2 * f * sigma**2
-    score = -eps / sigma
-    return dx_dt, f * x - g2 / 2 * score
+def textbook_forms(S=None):
+    """The chapter's results as the DDIM paper prints them, as ``sympy.Eq`` objects keyed by name; each
+    right-hand side is a closed form that a test proves equal to the derived result."""
+    S = S or ddim_symbols("s")
+    k, m = ddim_coefficients(S)
+    mean, var = posterior_moments_expr(S)
+    eta = sp.Symbol("eta", positive=True)
+    loss = sp.Symbol(r"\|\epsilon - \epsilon_\theta\|^{2}", nonnegative=True)
+    return {
+        "m": sp.Eq(S.m, m),
+        "k": sp.Eq(S.k, k),
+        "kernel_mean": sp.Eq(sp.Symbol(r"\tilde\mu_{\varsigma}"), x0_eps_form(S)),
+        "update": sp.Eq(S.x, ddim_update(S)),
+        "sigma_eta": sp.Eq(sp.Symbol(r"\varsigma_{t}(\eta)"), ddim_sigma_expr(S, eta)),
+        "eta_max": sp.Eq(sp.Symbol(r"\eta_{\max}"), eta_max_expr(S)),
+        "posterior_mean": sp.Eq(sp.Symbol(rf"\tilde\mu_{{t \to {S.prev}}}"), mean),
+        "posterior_variance": sp.Eq(sp.Symbol(rf"\tilde\beta_{{t \to {S.prev}}}"), var),
+        "theorem1_step": sp.Eq(sp.Symbol(r"D_{\mathrm{KL}}"), theorem1_weight_closed_form(S) * loss),
+    }

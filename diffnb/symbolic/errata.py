@@ -1,18 +1,17 @@
-"""SymPy checks for the errata appendix: the source notes' formulas that no chapter module holds,
-mostly from the second half of seed 002 (DPM-Solver, DPM-Solver++), each next to its correction.
+"""The source notes' own versions of the formulas the errata appendix rejects or questions, each exactly
+as the note states it. Every corrected side, and every check, comes from the chapter modules; a seed
+formula is certified wrong by ``core.nonzero_at`` (an exact non-zero residual at an exact point).
 
-Notation (the book's)::
+Names: ``seedNNN_<what>`` for source note NNN (000 and 001: DDPM and DDIM notes; 002: the DPM-Solver
+notes). Symbols are those of the chapter modules: ``S`` from ``ddpm.ddpm_symbols``, ``D`` from
+``ddim.ddim_symbols``, ``Q`` from ``sde.sde_symbols``.
 
-    lam_s, h        lambda at the start of a step and the step h = lambda_t - lambda_s (lambda = log(alpha/sigma))
-    r               the fraction of h at which DPM-Solver-2 evaluates its intermediate point
-    e0, e1, e2      Taylor coefficients of the model output in lambda: eps(lam) = e0 + e1 d + e2 d^2 / 2,
-                    d = lam - lam_s (a model output that does not depend on x isolates the step's own error)
-    y               x / alpha, in which the exact step is y_t = y_s - int e^{-lam} eps d lam
-    alpha_s, sigma_s, alpha_t, sigma_t   the scales at both ends; e^{-h} = sigma_t alpha_s / (alpha_t sigma_s)
-    x_s, x_theta, z the state, the data prediction and a standard normal draw
-
-Functions named ``seed002_*`` return a formula as seed 002 states it; ``local_error_order`` reads off the
-lowest power of h in a residual. ``tests/test_symbolic_errata.py`` checks every function.
+Seed formulas that are right live in the chapter modules only; what the appendix questions there is a
+claim, not the formula: seed 002's eq. (18)-(19) is ``dpm_solver.dpm1_update`` (exact only for a constant
+model output), its k = 2 step is ``dpm_solver.dpm2_paper_series`` (indeed O(h^3)), its DPM-Solver++ ODE is
+``dpm_solver.pp_ode_coefficients()[1]``, the statement before its eq. (15) is ``sde.rho_form_residual``, and
+its last formula is ``dpm_solver.sde_pp1_update``: SDE-DPM-Solver++(1), a stochastic step, not the
+high-order ODE solution it is presented as.
 """
 
 from __future__ import annotations
@@ -21,199 +20,71 @@ from types import SimpleNamespace
 
 import sympy as sp
 
-from .ddim import ddim_symbols, posterior_moments_expr
-from .ddpm import complete_the_square, compose_gaussian_steps, gaussian_log_density, is_zero
-from .sde import drift_diffusion_expr
+from .core import gaussian_expectation
+from .ddim import x0_hat_expr
+from .sde import dsm_loss, linear_vp_beta
 
-__all__ = ["errata_symbols", "eps_taylor", "exact_step_y", "seed002_dpm_solver1_y", "seed002_dpm_solver2_y",
-           "local_error_order", "ode_pp_exact_constant", "seed002_last_formula", "dpm_solver_pp1",
-           "gaussian_expectation", "dsm_objective", "markov_jump_posterior", "data_prediction_ode_residual",
-           "pp_variation_of_constants_residuals", "exponential_weight_residual", "seed002_integrating_factor",
-           "integrating_factor", "integrating_factor_residual"]
+__all__ = ["seed000_forward_kernel", "seed000_posterior_mean", "seed000_m", "seed000_k", "seed000_regrouped_step",
+           "seed001_update", "seed002_integrating_factor", "seed002_linear_schedule", "seed002_dsm_objective"]
 
 
-def errata_symbols():
-    """The symbols of this module, in a namespace."""
-    lam_s, e0, e1, e2, y_s, x_s, x_theta, z = sp.symbols(r"lambda_s e_0 e_1 e_2 y_s x_s x_theta z", real=True)
-    h, r = sp.symbols("h r", positive=True)
-    alpha_s, sigma_s, alpha_t, sigma_t = sp.symbols("alpha_s sigma_s alpha_t sigma_t", positive=True)
-    return SimpleNamespace(lam_s=lam_s, h=h, r=r, e0=e0, e1=e1, e2=e2, y_s=y_s, x_s=x_s, x_theta=x_theta, z=z,
-                           alpha_s=alpha_s, sigma_s=sigma_s, alpha_t=alpha_t, sigma_t=sigma_t)
+def seed000_forward_kernel(S):
+    """Seed 000: q(x_t | x_{t-1}) = N(sqrt(abar_t) x_{t-1}, (1 - abar_t) I).
+    Returns ``(mean coefficient, variance)``."""
+    return sp.sqrt(S.abar), 1 - S.abar
 
 
-def eps_taylor(S, lam, degree: int = 2):
-    """The model output e0 + e1 (lam - lam_s) + e2 (lam - lam_s)^2 / 2, truncated after ``degree``."""
-    if isinstance(degree, bool) or not isinstance(degree, int) or not 0 <= degree <= 2:
-        raise ValueError(f"degree must be an int in 0..2, got {degree!r}")
-    d = lam - S.lam_s
-    return sum([S.e0, S.e1 * d, S.e2 * d**2 / 2][: degree + 1])
+def seed000_posterior_mean(S):
+    """Seed 000's posterior mean:
+    M(x_t, x_0) = sqrt(abar_t)(1 - abar_{t-1})/(1 - abar_t) x_t + sqrt(abar_{t-1}) beta_t/(1 - abar_t) x_0."""
+    return (sp.sqrt(S.abar) * (1 - S.abar_prev) / (1 - S.abar) * S.xt
+            + sp.sqrt(S.abar_prev) * S.beta / (1 - S.abar) * S.x0)
 
 
-def exact_step_y(S, degree: int = 2):
-    """The exact solution of seed 002's eq. (16) over one step, divided by alpha_t:
-    y_t = y_s - int_{lam_s}^{lam_s + h} e^{-lam} eps(lam) d lam, for ``eps_taylor(degree)``."""
-    lam = sp.Symbol("lambda", real=True)
-    return S.y_s - sp.integrate(sp.exp(-lam) * eps_taylor(S, lam, degree), (lam, S.lam_s, S.lam_s + S.h))
+def seed000_m(D):
+    """Seed 000: m_t = (1 - abar_{t-1} - sigma_t^2)/(1 - abar_t), the square root missing."""
+    return (1 - D.abar_s - D.vs**2) / (1 - D.abar_t)
 
 
-def seed002_dpm_solver1_y(S, degree: int = 2):
-    """Seed 002's eq. (18) divided by alpha_t: y_s + (e^{-lam_t} - e^{-lam_s}) eps(lam_s)."""
-    eps0 = eps_taylor(S, S.lam_s, degree)
-    return S.y_s + (sp.exp(-(S.lam_s + S.h)) - sp.exp(-S.lam_s)) * eps0
+def seed000_k(D):
+    """Seed 000: sqrt(abar_{t-1}) - sqrt(abar_t/(1 - abar_t)) (1 - abar_{t-1} - delta_t^2), the bracket outside
+    the square root."""
+    return sp.sqrt(D.abar_s) - sp.sqrt(D.abar_t / (1 - D.abar_t)) * (1 - D.abar_s - D.vs**2)
 
 
-def seed002_dpm_solver2_y(S, degree: int = 2):
-    """Seed 002's second-order step divided by alpha_t (sigma_t / alpha_t = e^{-lam_t}):
-    y_s - e^{-lam_t}(e^h - 1) eps_s - e^{-lam_t}/(2r) (e^h - 1)(eps_{s1} - eps_s), lam_{s1} = lam_s + r h."""
-    eps0 = eps_taylor(S, S.lam_s, degree)
-    eps1 = eps_taylor(S, S.lam_s + S.r * S.h, degree)
-    w = sp.exp(-(S.lam_s + S.h)) * (sp.exp(S.h) - 1)
-    return S.y_s - w * eps0 - w / (2 * S.r) * (eps1 - eps0)
+def seed000_regrouped_step(D):
+    """Seed 000's third line of the regrouped step, as typeset: (sqrt(abar_{t-1}) X_0 + sqrt(1 - abar_{t-1} - delta^2))
+    / X-hat_{0|t} (X_t - sqrt(abar_t) X_0)/sqrt(1 - abar_t) + delta eps (the label X-hat_{0|t} became a divisor).
+    Returns ``(line, x0_hat_label)``."""
+    label = sp.Symbol(r"\hat X_{0|t}", positive=True)
+    noise_part = (D.xt - sp.sqrt(D.abar_t) * D.x0) / sp.sqrt(1 - D.abar_t)
+    return (sp.sqrt(D.abar_s) * D.x0 + sp.sqrt(1 - D.abar_s - D.vs**2)) / label * noise_part + D.vs * D.z, label
 
 
-def local_error_order(residual, h, n_max: int = 6):
-    """The lowest power of ``h`` with a non-zero coefficient in the series of ``residual`` at h = 0
-    (``sympy.oo`` if every coefficient up to h^(n_max - 1) vanishes)."""
-    if not isinstance(h, sp.Symbol):
-        raise TypeError(f"h must be a sympy Symbol, got {type(h).__name__}")
-    if isinstance(n_max, bool) or not isinstance(n_max, int) or n_max < 1:
-        raise ValueError(f"n_max must be a positive int, got {n_max!r}")
-    series = sp.expand(sp.series(residual, h, 0, n_max).removeO())
-    for k in range(n_max):
-        if not is_zero(series.coeff(h, k)):
-            return k
-    return sp.oo
-
-
-def ode_pp_exact_constant(S):
-    """The exact solution of the data-prediction ODE over one step when x_theta is constant:
-    sigma_t/sigma_s x_s + sigma_t x_theta (e^{lam_t} - e^{lam_s}), with e^{lam} = alpha / sigma."""
-    return S.sigma_t / S.sigma_s * S.x_s + S.sigma_t * S.x_theta * (S.alpha_t / S.sigma_t - S.alpha_s / S.sigma_s)
-
-
-def _exp_minus_h(S):
-    return S.sigma_t * S.alpha_s / (S.alpha_t * S.sigma_s)
-
-
-def seed002_last_formula(S, noise: bool = True):
-    """Seed 002's last formula: sigma_t/sigma_s e^{-h} x_s + alpha_t (1 - e^{-2h}) x_theta + sigma_t sqrt(1 - e^{-2h}) z
-    (``noise=False`` drops the z term)."""
-    e = _exp_minus_h(S)
-    out = S.sigma_t / S.sigma_s * e * S.x_s + S.alpha_t * (1 - e**2) * S.x_theta
-    return out + (S.sigma_t * sp.sqrt(1 - e**2) * S.z if noise else 0)
-
-
-def dpm_solver_pp1(S):
-    """DPM-Solver++(1), the first-order ODE step: sigma_t/sigma_s x_s + alpha_t (1 - e^{-h}) x_theta."""
-    return S.sigma_t / S.sigma_s * S.x_s + S.alpha_t * (1 - _exp_minus_h(S)) * S.x_theta
-
-
-def gaussian_expectation(expr, normals):
-    """E[expr] for a polynomial ``expr`` in independent standard normal ``normals`` (moments
-    E[u^k] = (k - 1)!! for even k, 0 for odd k)."""
-    normals = list(normals)
-    if not normals or not all(isinstance(u, sp.Symbol) for u in normals):
-        raise TypeError("normals must be a non-empty list of sympy Symbols")
-    poly = sp.Poly(sp.expand(expr), *normals)
-    total = 0
-    for powers, coef in poly.terms():
-        moment = sp.prod([sp.factorial2(k - 1) if k % 2 == 0 else 0 for k in powers])
-        total += coef * moment
-    return sp.expand(total)
-
-
-def dsm_objective(over_data: bool):
-    """Seed 002's DSM objective (5) for data N(m, s^2) and a linear score model s_theta(x) = a x + b at one
-    time: E || s_theta(x_t) + eps / sigma ||^2 with x_t = alpha x0 + sigma eps. The expectation is over eps
-    only (``over_data=False``, the subscript q_0t(x_t | x_0) of the seed's eq. 4) or over x0 ~ N(m, s^2)
-    as well. Returns ``(objective, x0, (a, b, m, s, alpha, sigma))``."""
-    if not isinstance(over_data, bool):
-        raise TypeError(f"over_data must be a bool, got {type(over_data).__name__}")
-    a, b, m, x0 = sp.symbols("a b m x_0", real=True)
-    s, alpha, sigma = sp.symbols("s alpha sigma", positive=True)
-    u, eps = sp.symbols("u epsilon", real=True)
-    x_t = alpha * x0 + sigma * eps
-    loss = (a * x_t + b + eps / sigma) ** 2
-    if over_data:
-        return gaussian_expectation(loss.subs(x0, m + s * u), [u, eps]), x0, (a, b, m, s, alpha, sigma)
-    return gaussian_expectation(loss, [eps]), x0, (a, b, m, s, alpha, sigma)
-
-
-def markov_jump_posterior():
-    """DDPM's Markov chain over two steps t-2 -> t-1 -> t (betas b1, b2), then Bayes' rule for
-    q(x_{t-2} | x_t, x_0) by completing the square. Returns ``(mean, var, respaced_mean, respaced_var)``, the last
-    two the posterior for a jump s -> t of ``ddim.posterior_moments_expr`` with abar_s = abar_{t-2}."""
-    b1, b2, abar_s = sp.symbols(r"beta_{t-1} beta_t \bar{\alpha}_{t-2}", positive=True)
-    x0, xt, xs = sp.symbols("x_0 x_t x_{t-2}", real=True)
-    a_ts, v_ts = compose_gaussian_steps(sp.sqrt(1 - b1), b1, sp.sqrt(1 - b2), b2)  # x_t given x_{t-2}
-    log_joint = gaussian_log_density(xt, a_ts * xs, v_ts) + gaussian_log_density(xs, sp.sqrt(abar_s) * x0, 1 - abar_s)
-    mean, var, _, _ = complete_the_square(log_joint, xs)
-    D = ddim_symbols("s")
-    r_mean, r_var = posterior_moments_expr(D)
-    sub = {D.abar_s: abar_s, D.abar_t: (1 - b1) * (1 - b2) * abar_s, D.x0: x0, D.xt: xt}
-    # 0 < beta < 1, so sqrt((1 - b1)(1 - b2)) = sqrt(1 - b1) sqrt(1 - b2): split the roots as composing did
-    split = lambda e: sp.expand_power_base(e.subs(sub), force=True)  # noqa: E731
-    return mean, var, split(r_mean), split(r_var)
-
-
-def data_prediction_ode_residual():
-    """Seed 002's DPM-Solver++ ODE minus its eq. (8), with eps = (x - alpha x_theta)/sigma, for any
-    alpha(t), sigma(t): [f + g^2/(2 sigma^2)] x - alpha g^2/(2 sigma^2) x_theta - (f x + g^2/(2 sigma) eps)."""
-    t = sp.Symbol("t", real=True)
-    x, x_theta = sp.symbols("x x_theta", real=True)
-    alpha, sigma = sp.Function("alpha", positive=True)(t), sp.Function("sigma", positive=True)(t)
-    f, g2 = drift_diffusion_expr(alpha, sigma, t)
-    eps = (x - alpha * x_theta) / sigma
-    seed = (f + g2 / (2 * sigma**2)) * x - alpha * g2 / (2 * sigma**2) * x_theta
-    return sp.simplify(seed - (f * x + g2 / (2 * sigma) * eps))
-
-
-def pp_variation_of_constants_residuals():
-    """The variation-of-constants solution x = sigma (x_s/sigma_s + int e^lam x_theta d lam) of the ODE above solves
-    it iff f + g^2/(2 sigma^2) = d log sigma/dt and -alpha g^2/(2 sigma^2) = sigma e^lam d lam/dt; returns both
-    residuals (zero for any alpha(t), sigma(t))."""
-    t = sp.Symbol("t", real=True)
-    alpha, sigma = sp.Function("alpha", positive=True)(t), sp.Function("sigma", positive=True)(t)
-    f, g2 = drift_diffusion_expr(alpha, sigma, t)
-    lam = sp.log(alpha / sigma)
-    first = f + g2 / (2 * sigma**2) - sp.diff(sp.log(sigma), t)
-    second = -alpha * g2 / (2 * sigma**2) - sigma * sp.exp(lam) * sp.diff(lam, t)
-    return sp.simplify(first), sp.simplify(second)
-
-
-def exponential_weight_residual():
-    """Seed 002, before eq. (15): e^{int_tau^t f} g^2(tau)/(2 sigma_tau) = -alpha_t sigma_tau/alpha_tau d lam/d tau.
-    With e^{int_tau^t f} = alpha_t/alpha_tau this is an identity for any alpha, sigma; returns lhs - rhs."""
-    tau = sp.Symbol("tau", real=True)
-    alpha_t = sp.Symbol("alpha_t", positive=True)
-    alpha, sigma = sp.Function("alpha", positive=True)(tau), sp.Function("sigma", positive=True)(tau)
-    _, g2 = drift_diffusion_expr(alpha, sigma, tau)
-    lam = sp.log(alpha / sigma)
-    return sp.simplify(alpha_t / alpha * g2 / (2 * sigma) + alpha_t * sigma / alpha * sp.diff(lam, tau))
-
-
-def _factor_symbols():
-    tau, r = sp.symbols("tau r", real=True)
-    return tau, r, sp.Function("f")
+def seed001_update(D):
+    """Seed 001's final sampling formula: sqrt(abar_prev) x0-hat + sqrt(1 - abar_prev - sigma^2) eps + sigma^2 eps',
+    where the fresh noise needs sigma."""
+    return sp.sqrt(D.abar_s) * x0_hat_expr(D) + sp.sqrt(1 - D.abar_s - D.vs**2) * D.eps + D.vs**2 * D.z
 
 
 def seed002_integrating_factor():
-    """Seed 002's u_tau = exp(-int_tau^inf f(r) dr), opening its DPM-Solver section."""
-    tau, r, f = _factor_symbols()
-    return sp.exp(-sp.Integral(f(r), (r, tau, sp.oo)))
+    """Seed 002's u_tau = exp(-int_tau^oo f(r) dr), opening its DPM-Solver section."""
+    tau, r = sp.Symbol("tau", positive=True), sp.Symbol("r")
+    return sp.exp(-sp.Integral(sp.Function("f")(r), (r, tau, sp.oo)))
 
 
-def integrating_factor():
-    """u_tau = exp(-int_0^tau f(r) dr)."""
-    tau, r, f = _factor_symbols()
-    return sp.exp(-sp.Integral(f(r), (r, 0, tau)))
+def seed002_linear_schedule(Q):
+    """Seed 002's continuous linear schedule, as stated: ``alpha_def`` says alpha_t = prod_i (1 - beta_i) (that
+    is alpha-bar_t in the book's notation); ``dlog_alpha`` is the claimed d log alpha_t / dt = -beta_t;
+    ``log_alpha`` the final quadratic -(beta_1 - beta_0)/4 t^2 - beta_0/2 t; ``d_beta`` the extra -d beta_t
+    of its limit line, beta(t + dt) - beta(t)."""
+    beta = linear_vp_beta(Q)
+    return SimpleNamespace(alpha_def="alpha_t = prod_{i=0}^{t} (1 - beta_i)", dlog_alpha=-beta,
+                           log_alpha=-(Q.beta_1 - Q.beta_0) / 4 * Q.t**2 - Q.beta_0 / 2 * Q.t,
+                           d_beta=beta.subs(Q.t, Q.t + Q.dt) - beta)
 
 
-def integrating_factor_residual(u):
-    """d(u x)/d tau - u (dx/d tau - f(tau) x) for any x(tau): zero iff ``u`` turns seed 002's eq. (10) into
-    eq. (11)."""
-    tau, _, f = _factor_symbols()
-    if not isinstance(u, sp.Expr):
-        raise TypeError(f"u must be a sympy expression, got {type(u).__name__}")
-    x = sp.Function("x")(tau)
-    return sp.simplify(sp.diff(u * x, tau) - u * (sp.diff(x, tau) - f(tau) * x))
+def seed002_dsm_objective(Q, model):
+    """Seed 002's eq. (4) as subscripted: the DSM loss averaged over q_0t(x_t | x_0) only (over eps, not over
+    the data), for a ``model`` polynomial in Q.x. It still depends on x_0."""
+    return gaussian_expectation(dsm_loss(Q, model), [Q.eps])
