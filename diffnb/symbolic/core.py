@@ -99,9 +99,9 @@ def nonzero_at(expr, point, relation=None):
     """The exact value of ``expr`` at ``point``, certified non-zero: the certificate that a formula is wrong.
 
     ``point`` maps symbols to exact numbers (rationals, radicals, ``log(2)``, ...) and undefined functions
-    (matched by name) to ``sympy.Lambda`` objects; ``relation`` is substituted first. A rational value is exact; an algebraic
-    one is certified by its minimal polynomial; any other by ``evalf(strict=True)``, which refuses to
-    return digits it cannot guarantee. Raises ``TypeError`` for an inexact point, ``ValueError`` if
+    (matched by name) to ``sympy.Lambda`` objects; ``relation`` is substituted first. A rational value is
+    exact; an algebraic one is certified by its minimal polynomial; any other by ``evalf(strict=True)``,
+    which refuses to return digits it cannot guarantee. Raises ``TypeError`` for an inexact point, ``ValueError`` if
     symbols are left over or the value is zero.
     """
     for key, value in point.items():
