@@ -28,7 +28,8 @@ Weights. Every update is ``A x_s + sum_j w_j out_j`` over model outputs out_j at
   of each paper) and the multistep 2M step (DPM-Solver++'s Algorithm 2) put b_1 = phi_1(z)/2 in place of
   phi_2(z): the derivative is weighted by expm1(h)/(2r) instead of h phi_2(h)/r (same limit as h -> 0,
   a different O(h^3) per step). DPM-Solver-3 (DPM-Solver's Algorithm 2) ends its interval with the
-  taylor weights of the outputs at s and s_2 only, which is third order for r_2 = 2/3.
+  taylor weights of the outputs at s and s_2 only. Singlestep third order needs r_2 = 2/3 (any r_1)
+  in both forms; other intermediate points give a second-order method.
 * Third-order multistep is the same in both: quadratic interpolation of the last three outputs, i.e.
   the corrected second divided difference (the official code and diffusers weight it by one half,
   which makes their "3M" second order).
@@ -369,7 +370,8 @@ def dpm_solver(model, x_T, schedule, ts, order=2, method: str = "singlestep", *,
     ``order`` 1, 2 or 3, or a list with one order per interval of ``ts`` (e.g. ``fast_orders(nfe)``,
     the paper's DPM-Solver-fast). ``method="singlestep"`` spends k model calls on an order-k interval,
     with intermediate points at lambda fractions 1/2 (order 2) and 1/3, 2/3 (order 3), or at
-    ``fractions`` (one tuple of r_j per interval, the papers' r_1, r_2); order 1 is DDIM.
+    ``fractions`` (one tuple of r_j per interval, the papers' r_1, r_2; third order needs r_2 = 2/3);
+    order 1 is DDIM.
     ``method="multistep"`` spends one call per interval and uses the outputs of the previous grid points,
     raising the order 1, 2, ... up to ``order`` as they accumulate (a list must keep order[i] <= i + 1).
     ``solver_type``: ``"dpmsolver"`` (the papers' Algorithms 1 and 2) or ``"taylor"``; see the module

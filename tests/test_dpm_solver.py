@@ -320,6 +320,21 @@ def test_dpm_solver_fast_spends_its_budget_and_its_last_interval_sets_the_asympt
     assert abs(slopes[2] - 3) < 0.15 and 2 < slopes[0] < 2.7, slopes
 
 
+@pytest.mark.parametrize("solver_type", ["dpmsolver", "taylor"])
+def test_singlestep_third_order_needs_r2_two_thirds(solver_type):
+    """Intermediate points (r_1, r_2): any r_1 with r_2 = 2/3 keeps DPM-Solver-3 third order, another r_2 makes
+    it second order, in both forms."""
+    s = LinearVP()
+    model = toy.GaussianMixture([0.5, 0.5], [-0.6, 0.6], [0.25, 0.25]).eps_model(s)
+    x = x_T(12)
+    ref = reference_ode_solve(model, x, s, 1.0, 1e-3)
+    for fr, order in (((0.4, 2 / 3), 3), ((1 / 3, 0.7), 2)):
+        Ks = [40, 80]
+        errs = [metrics.rms_error(dpm_solver(model, x, s, s.timesteps(K, "logsnr", t_end=1e-3), order=3,
+                                             solver_type=solver_type, fractions=[fr] * K), ref) for K in Ks]
+        assert abs(metrics.fit_order(Ks, errs) - order) < 0.15, (fr, errs)
+
+
 # --- DPM-Solver-fast's order schedule -------------------------------------------------------------------------
 @given(st.integers(1, 300), st.sampled_from([1, 2, 3]))
 def test_fast_orders_spend_exactly_the_budget_with_the_highest_orders_first(nfe, order):
