@@ -20,15 +20,17 @@ is 0/0 and q_t has no density: ``eps`` returns 0, ``x0_hat`` returns x / alpha, 
 Sampler error can then be measured apart from model error; ``EpsMLP`` and ``train_denoiser`` add the
 model error back, as in the source notes' toy.
 
-Speed: for one (alpha, sigma) for the whole batch (what samplers pass), the per-component constants
-are computed once and cached, the log-densities are one matrix product of [x, x^2] (or of x alone
-where every component has the same variance), and score, eps and x0_hat are one more product of
-the responsibilities. Per-sample (alpha, sigma) use the direct broadcast formula.
+Speed: when one (alpha, sigma) serves the whole batch (what samplers pass), the per-component
+constants are computed once and cached (up to 512 pairs per mixture); the log-densities are matrix
+products with x and x^2 (with x alone where all components share their variances, as in
+``EmpiricalMixture``), kept as (K, n); score, eps and x0_hat are products of the responsibilities with
+per-component constants. One (alpha, sigma) per sample takes the direct broadcast formula.
 """
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import torch
 from tqdm.auto import tqdm
@@ -45,7 +47,8 @@ _CACHE_SIZE = 512  # (alpha, sigma) pairs whose constants a mixture keeps
 
 # --- arguments -------------------------------------------------------------------------------------
 def _scale(v, name, n):
-    """``alpha`` or ``sigma``: a float (one value for the batch) or an ``(n, 1)`` float64 tensor."""
+    """``alpha`` or ``sigma``: a float (one value for the batch) or an ``(n, 1)`` float64 tensor.
+    A one-element tensor is read as a float, so no gradient flows back to alpha or sigma."""
     if isinstance(v, torch.Tensor):
         if v.dtype not in _checks.FLOAT_DTYPES:
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {v.dtype}")
@@ -106,14 +109,16 @@ def _coefs(kind, a, s, s2, u):
     return u * (s * s), (a * s2) * u  # x0
 
 
-def _softmax0(L):
-    """Softmax over components, dim 0 of (K, n) log-densities. The layout is (K, n) because torch's CPU
-    reductions over a short contiguous last dimension are slow (softmax over 8 components of 100,000
-    points takes 5x longer as (n, K)); for large inputs an explicit max-shifted exp is 2x faster still."""
+def _softmax0_(L):
+    """Softmax over components, dim 0 of (K, n) log-densities; large ``L`` are overwritten.
+
+    The layout is (K, n) because torch's CPU reductions over a short contiguous last dimension are
+    slow (a softmax over 8 components of 100,000 points takes 5x longer as (n, K)); for large inputs a
+    max-shifted exp in place is 2x faster still (no new allocation of the size of ``L``)."""
     if L.numel() < 65_536:
         return torch.softmax(L, 0)
-    e = (L - L.amax(0)).exp_()
-    return e.div_(e.sum(0))
+    L = L.sub_(L.amax(0)).exp_()
+    return L.div_(L.sum(0))
 
 
 # --- q_t at given (alpha, sigma): log-densities (K, n) and the maps responsibilities -> predictions -----
@@ -123,7 +128,8 @@ class _Shared:
     ``a``, ``s``: floats, or (n, 1) tensors (one pair per sample)."""
 
     def __init__(self, mix, a, s, device):
-        self.m, self.s2 = mix.means.to(device), mix._s2.to(device)
+        P = mix._on(device)
+        self.m, self.s2 = P.means, P.s2
         # Point masses (std = 0) at sigma = 0 have no density: compute with sigma = 1 there and patch
         # eps (0) and x0_hat (x / alpha) in ``apply``. ``clean`` is None, True, or an (n, 1) mask.
         self.clean = None
@@ -135,11 +141,10 @@ class _Shared:
         self.a, self.s = a, s
         self.u = torch.mul(self.s2, a * a).add_(s * s).reciprocal_()  # 1 / v: (dim,) or (n, dim)
         self.au = self.u * a
-        log_w, m2 = mix._log_w.to(device), mix._m2.to(device)
         if isinstance(a, float):
-            self.c = torch.addmv(log_w, m2, self.u, alpha=-0.5 * a * a)[:, None]  # (K, 1)
+            self.c = torch.addmv(P.log_w, P.m2, self.u, alpha=-0.5 * a * a)[:, None]  # (K, 1)
         else:
-            self.c = torch.addmm(log_w[:, None], m2, (self.au * a).T, alpha=-0.5)  # (K, n)
+            self.c = torch.addmm(P.log_w[:, None], P.m2, (self.au * a).T, alpha=-0.5)  # (K, n)
         self._coefs = {}
 
     def logits(self, x):
@@ -171,13 +176,14 @@ class _Diag:
     clean = None
 
     def __init__(self, mix, a, s, device):
-        self.m, self.s2 = mix.means.to(device), mix._s2.to(device)
+        P = mix._on(device)
+        self.m, self.s2 = P.means, P.s2
         self.a, self.s = a, s
         self.u = torch.mul(self.s2, a * a).add_(s * s).reciprocal_()
         self.p = torch.mul(self.m, self.u).mul_(a)
         # c_k = log w_k - sum_d (log(2 pi v_kd) + alpha^2 m_kd^2 / v_kd) / 2
         half = torch.log(self.u).addcmul_(self.p, self.m, value=-a).sum(1)
-        self.c = torch.add(mix._log_w_2pi.to(device), half, alpha=0.5)[:, None]
+        self.c = torch.add(P.log_w_2pi, half, alpha=0.5)[:, None]
         self._x0 = None
 
     def logits(self, x):
@@ -206,11 +212,12 @@ class _DiagBatch:
     clean = None
 
     def __init__(self, mix, a, s, device):
-        self.m, self.s2 = mix.means.to(device)[:, None, :], mix._s2.to(device)[:, None, :]
+        P = mix._on(device)
+        self.m, self.s2 = P.means[:, None, :], P.s2[:, None, :]
         self.a, self.s = a[None], s[None]  # (1, n, 1)
         v = self.a**2 * self.s2 + self.s**2
         self.u = 1 / v
-        self.c = mix._log_w.to(device)[:, None] - 0.5 * torch.log(2 * math.pi * v).sum(-1)
+        self.c = P.log_w[:, None] - 0.5 * torch.log(2 * math.pi * v).sum(-1)
 
     def logits(self, x):
         diff = x - self.a * self.m
@@ -244,7 +251,17 @@ class _Mixture:
         else:
             self.n_classes = int(self.labels.max()) + 1
             self._class_index = [torch.nonzero(self.labels == c)[:, 0] for c in range(self.n_classes)]
-        self._cache = {}
+        self._cache, self._devices = {}, {}
+
+    def _on(self, device):
+        """The parameters on ``device``, copied there once (the cached constants share them)."""
+        P = self._devices.get(device)
+        if P is None:
+            names = ("means", "s2", "log_w", "log_w_2pi", "m2")
+            values = (self.means, self._s2, self._log_w, self._log_w_2pi, self._m2)
+            P = self._devices[device] = SimpleNamespace(
+                **{k: None if v is None else v.to(device) for k, v in zip(names, values)})
+        return P
 
     # --- arguments ------------------------------------------------------------------------------------
     def _points(self, x):
@@ -281,7 +298,7 @@ class _Mixture:
         x64, q = self._noised(x, alpha, sigma)
         if kind == "score":
             self._density(q, "score")
-        return q.apply(kind, x64, _softmax0(q.logits(x64))).to(x.dtype)
+        return q.apply(kind, x64, _softmax0_(q.logits(x64))).to(x.dtype)
 
     # --- the data distribution ------------------------------------------------------------------------
     def sample(self, n: int, generator=None, dtype=F64, return_labels: bool = False):
@@ -300,6 +317,7 @@ class _Mixture:
         return self._s2.sqrt() if self._shared else self._s2[k].sqrt()
 
     def mean(self) -> torch.Tensor:
+        """E[x0], shape (dim,)."""
         return self.weights @ self.means
 
     # --- the noised mixture q_t, given alpha and sigma (numbers, or one value per sample) --------------
@@ -318,7 +336,8 @@ class _Mixture:
         return self._predict("eps", x, alpha, sigma)
 
     def x0_hat(self, x, alpha, sigma) -> torch.Tensor:
-        """The optimal data prediction E[x0 | x_t = x] (Tweedie: (x + sigma^2 grad log q_t) / alpha)."""
+        """The optimal data prediction E[x0 | x_t = x] = (x + sigma^2 grad log q_t(x)) / alpha (Tweedie),
+        from the per-component posterior means, so that alpha = 0 gives the data mean."""
         return self._predict("x0", x, alpha, sigma)
 
     def eps_model(self, schedule):
@@ -393,8 +412,8 @@ class _Mixture:
         L = q.logits(x64)
         labels = self.labels.to(L.device)
         mask = labels[:, None] == (c.to(L.device)[None, :] if isinstance(c, torch.Tensor) else c)
-        r_c = _softmax0(L.masked_fill(~mask, -math.inf))
-        r = _softmax0(L)
+        r_c = _softmax0_(L.masked_fill(~mask, -math.inf))
+        r = _softmax0_(L)
         return (q.apply("score", x64, r_c) - q.apply("score", x64, r)).to(x.dtype)
 
 
@@ -499,9 +518,10 @@ class EmpiricalMixture(_Mixture):
     def nearest(self, x):
         """(distance, index) of the training row nearest to each row of ``x`` (Euclidean)."""
         x64 = self._points(x)
-        X = self.means.to(x64.device)
+        P = self._on(x64.device)
         # argmin_i |x - x_i|^2 = argmin_i (|x_i|^2 - 2 x . x_i); then the distance, directly.
-        index = torch.addmm(self._m2.to(x64.device).sum(1), x64, X.T, alpha=-2.0).argmin(1)
+        index = torch.addmm(P.m2.sum(1), x64, P.means.T, alpha=-2.0).argmin(1)
+        X = P.means
         return (x64 - X[index]).norm(dim=1).to(x.dtype), index
 
 

@@ -190,6 +190,19 @@ def test_fast_path_keeps_float64_accuracy_near_a_narrow_mode():
         assert torch.allclose(mix.eps(x, 1.0, sigma), eps, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("mix", [toy.mixture_2d(), toy.labelled_mixture_2d()], ids=repr)
+def test_large_batches_take_the_in_place_softmax_and_agree_with_small_ones(mix):
+    x = torch.randn(12_000, 2, generator=torch.Generator().manual_seed(15), dtype=F64)  # 12,000 K > 65,536
+    for name in ("eps", "score", "x0_hat"):
+        whole = getattr(mix, name)(x, 0.8, 0.6)
+        chunks = torch.cat([getattr(mix, name)(part, 0.8, 0.6) for part in x.split(1000)])
+        assert torch.allclose(whole, chunks, rtol=1e-13, atol=1e-14), name
+    if mix.labels is not None:
+        whole = mix.class_log_prob_grad(x, 0.8, 0.6, 1)
+        chunks = torch.cat([mix.class_log_prob_grad(part, 0.8, 0.6, 1) for part in x.split(1000)])
+        assert torch.allclose(whole, chunks, rtol=1e-12, atol=1e-13)
+
+
 def test_cache_of_constants_stays_bounded_and_correct():
     mix = toy.seed_mixture_1d()
     x = torch.linspace(-1, 1, 5, dtype=F64)[:, None]
