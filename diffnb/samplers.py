@@ -29,7 +29,7 @@ import torch
 from . import _checks
 from ._sampling import _noise, _start, grid_scales, predict_eps
 from .dpm_solver import dpm_solver, dpm_solver_pp, fast_orders, sde_dpm_solver_pp
-from .forward import posterior, posterior_coefficients, x0_from_eps
+from .forward import posterior_coefficients, x0_from_eps
 
 __all__ = ["ddpm", "ddim", "ddim_invert", "predict_eps", "ddim_sigma", "dpm_solver", "dpm_solver_pp",
            "sde_dpm_solver_pp", "fast_orders"]
@@ -77,16 +77,17 @@ def ddpm(model, x_T, schedule, ts, generator=None, callback=None):
     x, ts = _start(model, x_T, schedule, ts, callback)
     la, ls, _ = grid_scales(schedule, ts)
     alpha, sigma = la.exp().tolist(), ls.exp().tolist()
+    t64 = ts.to(F64)
+    # q(x_s | x_t, x0) = N(c_xt x_t + c_x0 x0, var) for every step, once per call
+    c_xt, c_x0, var = (c.tolist() for c in posterior_coefficients(schedule, t64[:-1], t64[1:]))
     for i in range(len(ts) - 1):
-        t, s = ts[i], ts[i + 1]
         # 1. Predict the noise, then the clean data.
-        eps_hat = predict_eps(model, x, t)
+        eps_hat = predict_eps(model, x, ts[i])
         x0_hat = x0_from_eps(x, eps_hat, alpha[i], sigma[i])
         # 2. Sample the posterior q(x_s | x_t, x0_hat).
-        mean, var = posterior(schedule, x, x0_hat, t, s)
-        x = mean + torch.sqrt(var) * _noise(x, generator)
+        x = torch.mul(x, c_xt[i]).add_(x0_hat, alpha=c_x0[i]).add_(_noise(x, generator), alpha=var[i] ** 0.5)
         if callback is not None:
-            callback({"i": i, "t": s, "t_prev": t, "x": x, "x0_hat": x0_hat, "eps_hat": eps_hat})
+            callback({"i": i, "t": ts[i + 1], "t_prev": ts[i], "x": x, "x0_hat": x0_hat, "eps_hat": eps_hat})
     return x
 
 

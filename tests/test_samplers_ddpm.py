@@ -27,13 +27,15 @@ def _affine_chain(data, ts, x, noises):
     """DDPM on Gaussian data restated: x_s = c_xt x + c_x0 E[x0 | x] + sqrt(v) z, with E[x0 | x] in closed form
     (not from the eps model), applied to given samples and noises; also the exact (mean, var) of the output
     for x_T ~ N(0, 1) from the scalar recursion of the affine steps."""
+    sch, m, sd = data.schedule, data.m, data.sd
+    cxt, cx0, v = (c.tolist() for c in forward.posterior_coefficients(sch, ts[:-1], ts[1:]))
+    a, sg = sch.alpha(ts[:-1]), sch.sigma(ts[:-1])
+    gain, a = (a * sd**2 / (a**2 * sd**2 + sg**2)).tolist(), a.tolist()
     mean, var = 0.0, 1.0
-    for (t, s_), z in zip(zip(ts[:-1], ts[1:]), noises):
-        cxt, cx0, v = (float(c) for c in forward.posterior_coefficients(data.schedule, t, s_))
-        gain, a = data.gain(t), float(data.schedule.alpha(t))
-        x = cxt * x + cx0 * data.posterior_mean_x0(x, t) + v**0.5 * z
-        A, B = cxt + cx0 * gain, cx0 * (data.m - gain * a * data.m)
-        mean, var = A * mean + B, A**2 * var + v
+    for i, z in enumerate(noises):
+        x = cxt[i] * x + cx0[i] * (m + gain[i] * (x - a[i] * m)) + v[i] ** 0.5 * z
+        A, B = cxt[i] + cx0[i] * gain[i], cx0[i] * (m - gain[i] * a[i] * m)
+        mean, var = A * mean + B, A**2 * var + v[i]
     return x, mean, var
 
 
