@@ -114,8 +114,9 @@ def _softmax0_(L):
 
     The layout is (K, n) because torch's CPU reductions over a short contiguous last dimension are
     slow (a softmax over 8 components of 100,000 points takes 5x longer as (n, K)); for large inputs a
-    max-shifted exp in place is 2x faster still (no new allocation of the size of ``L``)."""
-    if L.numel() < 65_536:
+    max-shifted exp in place is 2x faster still (no new allocation of the size of ``L``); not when
+    autograd records ``L`` (the max needs its input intact)."""
+    if L.numel() < 65_536 or L.requires_grad:
         return torch.softmax(L, 0)
     L = L.sub_(L.amax(0)).exp_()
     return L.div_(L.sum(0))

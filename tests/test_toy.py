@@ -203,6 +203,17 @@ def test_large_batches_take_the_in_place_softmax_and_agree_with_small_ones(mix):
         assert torch.allclose(whole, chunks, rtol=1e-12, atol=1e-13)
 
 
+def test_autograd_flows_through_the_exact_model():
+    """The divergence of eps (exact log-likelihoods need it) by autograd, for a large batch."""
+    mix = toy.labelled_mixture_2d()
+    x = torch.randn(12_000, 2, generator=torch.Generator().manual_seed(16), dtype=F64).requires_grad_(True)
+    (grad,) = torch.autograd.grad(mix.eps(x, 0.8, 0.6)[:, 0].sum(), x)
+    h = 1e-6
+    e = torch.tensor([h, 0.0], dtype=F64)
+    fd = (mix.eps(x.detach()[:50] + e, 0.8, 0.6) - mix.eps(x.detach()[:50] - e, 0.8, 0.6))[:, 0] / (2 * h)
+    assert torch.allclose(grad[:50, 0], fd, rtol=1e-5, atol=1e-6)
+
+
 def test_cache_of_constants_stays_bounded_and_correct():
     mix = toy.seed_mixture_1d()
     x = torch.linspace(-1, 1, 5, dtype=F64)[:, None]
