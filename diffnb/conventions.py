@@ -34,6 +34,7 @@ import torch
 
 from . import _checks
 from .dpm_solver import _check_order
+from .forward import eps_from_x0
 from .samplers import ddim, predict_eps
 from .schedules import DiscreteVP
 from .timesteps import DIFFUSERS_SPACINGS, diffusers_timesteps, to_book_times
@@ -301,10 +302,8 @@ def cosine_data_problem(schedule, x_scale: float = 1.0):
         raise TypeError(f"x_scale must be a number, got {type(x_scale).__name__}")
 
     def model(x, t):
-        lam = schedule.log_snr(t).reshape(-1, *([1] * (x.ndim - 1)))
-        alpha = schedule.alpha(t).reshape(lam.shape)
-        sigma = schedule.sigma(t).reshape(lam.shape)
-        return (x - alpha * x_scale * torch.cos(lam)) / sigma
+        la, ls, lam = (v.reshape(-1, *([1] * (x.ndim - 1))) for v in schedule.log_scales(t))
+        return eps_from_x0(x, x_scale * torch.cos(lam), la.exp(), ls.exp())
 
     def exact(x_s, t_s, t_t):
         if not t_t < t_s:
