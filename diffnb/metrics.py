@@ -116,13 +116,15 @@ class Floor(NamedTuple):
     values: tuple[float, ...]
 
 
-def w1_floor(mixture, n: int, seeds=range(20), n_directions: int = 64, direction_seed: int = 0) -> Floor:
+def w1_floor(mixture, n: int, seeds=range(20), n_directions: int = 64, direction_seed: int = 0,
+             n_grid: int | None = None) -> Floor:
     """The W1 distance (sliced W1 for dim > 1) between ``n`` exact samples and ``mixture`` itself, over
     ``seeds``: sample ``s`` is ``mixture.sample(n, generator=torch.Generator().manual_seed(s))``.
 
     No sampler scores systematically below ``mean`` with n samples; a single sampler's distance is
-    comparable with the floor only within its band. ``n_directions`` and ``direction_seed`` are
-    ``sliced_wasserstein``'s (use the values the comparison uses)."""
+    comparable with the floor only within its band. ``n_directions``, ``direction_seed`` and ``n_grid``
+    are those of ``sliced_wasserstein`` / ``wasserstein_1d`` (use the values of the comparison; ``None``
+    keeps their default grid)."""
     _checks.positive_int(n, "n")
     seeds = list(seeds)
     if len(seeds) < 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -130,10 +132,11 @@ def w1_floor(mixture, n: int, seeds=range(20), n_directions: int = 64, direction
     values = []
     for seed in seeds:
         x = mixture.sample(n, generator=torch.Generator().manual_seed(seed))
+        grid = {} if n_grid is None else {"n_grid": n_grid}
         if mixture.dim == 1:
-            values.append(wasserstein_1d(x, mixture))
+            values.append(wasserstein_1d(x, mixture, **grid))
         else:
-            values.append(sliced_wasserstein(x, mixture, n_directions=n_directions, seed=direction_seed))
+            values.append(sliced_wasserstein(x, mixture, n_directions=n_directions, seed=direction_seed, **grid))
     v = torch.tensor(values, dtype=torch.float64)
     return Floor(float(v.mean()), float(v.std()), (float(v.min()), float(v.max())), tuple(values))
 

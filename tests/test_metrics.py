@@ -103,6 +103,9 @@ def test_w1_floor_is_the_spread_of_exact_samples_over_seeds():
     assert math.isclose(floor.mean, float(v.mean()), rel_tol=1e-14)
     assert math.isclose(floor.std, float(v.std()), rel_tol=1e-12)
     assert floor.band == (min(by_hand), max(by_hand)) and floor.band[0] <= floor.mean <= floor.band[1]
+    coarse = metrics.w1_floor(mix, 1000, seeds=[0, 1], n_grid=20_001)
+    assert coarse.values[1] == metrics.wasserstein_1d(mix.sample(1000, generator=torch.Generator().manual_seed(1)),
+                                                      mix, n_grid=20_001)
     # W1 of n exact samples shrinks like 1/sqrt(n): 4x the samples, about half the floor.
     ratio = floor.mean / metrics.w1_floor(mix, 4000, seeds=range(6)).mean
     assert 1.4 < ratio < 2.9
