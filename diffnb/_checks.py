@@ -106,6 +106,15 @@ def gaussian_path(schedule, name: str = "schedule"):
     return schedule
 
 
+def positive_number(v, name: str) -> float:
+    """A positive, finite Python number (not a bool), returned as a float."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be positive and finite, got {v!r}")
+    return float(v)
+
+
 def flag(value, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")

@@ -396,13 +396,6 @@ class CosineVP(VPSchedule):
         return angle * 2 * (1 + self.s) / math.pi - self.s
 
 
-def _positive_number(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be positive and finite, got {v!r}")
-    return float(v)
-
 
 class VE(GaussianPath):
     """Variance exploding with EDM's choice sigma(t) = t (Karras et al. 2022): alpha_t = 1, sigma_t = t,
@@ -410,8 +403,8 @@ class VE(GaussianPath):
     f = 0 and g^2 = d sigma^2/dt = 2t; lambda = -log t and noise_to_signal = t."""
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
-        self.sigma_min = _positive_number(sigma_min, "sigma_min")
-        self.sigma_max = _positive_number(sigma_max, "sigma_max")
+        self.sigma_min = _checks.positive_number(sigma_min, "sigma_min")
+        self.sigma_max = _checks.positive_number(sigma_max, "sigma_max")
         if not self.sigma_min < self.sigma_max:
             raise ValueError(f"sigma_min must be less than sigma_max, got {sigma_min} and {sigma_max}")
         self.t_max = self.sigma_max
@@ -469,7 +462,7 @@ class FlowMatching(GaussianPath):
         """As ``GaussianPath.timesteps``, plus SD3's timestep shift (Esser et al. 2024) on the uniform grid:
         t -> shift t / (1 + (shift - 1) t), which keeps both ends and moves the grid towards the noise
         (shift > 1, SD3 uses 3.0). ``shift=1`` is the plain grid."""
-        shift = _positive_number(shift, "shift")
+        shift = _checks.positive_number(shift, "shift")
         if shift != 1.0 and spacing != "uniform":
             raise ValueError(f"shift applies to spacing='uniform' only, got spacing={spacing!r}")
         ts = super().timesteps(n, spacing, t_start, t_end, rho, dtype=F64)

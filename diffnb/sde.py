@@ -32,6 +32,7 @@ from scipy.integrate import solve_ivp
 from . import _checks
 from ._sampling import _noise, _start, predict_eps
 from .forward import x0_from_eps
+from .metrics import ks_distance  # re-exported: the chapter's checks use it beside the SDE helpers
 from .schedules import GaussianPath
 from .toy import GaussianMixture
 
@@ -178,13 +179,6 @@ def probability_flow_rhs(model, x, t, schedule):
     return f * x + g2 / (2 * sigma_t) * predict_eps(model, x, t)
 
 
-def _positive_number(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be positive and finite, got {v}")
-    return float(v)
-
 
 RHO_SCALE = 0.02  # c in rho = c sinh(u), the solver's internal variable (see reference_ode_solve)
 
@@ -220,7 +214,7 @@ def reference_ode_solve(model, x_start, schedule, t_start, t_end, rtol=1e-10, at
     if x.dtype != torch.float64:
         raise TypeError(f"x_start must be float64 for a reference solve, got {x.dtype}")
     _schedule(schedule)
-    rtol, atol = _positive_number(rtol, "rtol"), _positive_number(atol, "atol")
+    rtol, atol = _checks.positive_number(rtol, "rtol"), _checks.positive_number(atol, "atol")
     if not isinstance(return_info, bool):
         raise TypeError(f"return_info must be a bool, got {type(return_info).__name__}")
     t_start, t_end = _scalar_time(t_start, "t_start", x), _scalar_time(t_end, "t_end", x)
@@ -293,23 +287,6 @@ def noised_mixture(mixture, schedule, t) -> GaussianMixture:
     return GaussianMixture(mixture.weights, alpha * mixture.means, torch.sqrt(alpha**2 * mixture.stds**2 + sigma**2))
 
 
-def ks_distance(samples, mixture) -> float:
-    """Kolmogorov-Smirnov distance sup_x |F_n(x) - F(x)| between 1-D samples and a 1-D mixture's CDF.
-
-    For n independent samples from the mixture, P(KS > c / sqrt(n)) is about 2 exp(-2 c^2) for large n
-    (c = 1.95 gives 0.001).
-    """
-    x = _checks.batch(samples, "samples")
-    _mixture(mixture, dim=1)
-    if x.ndim == 2 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim != 1:
-        raise ValueError(f"samples must have shape (n,) or (n, 1), got {tuple(samples.shape)}")
-    F = mixture.cdf_1d(torch.sort(x.to(torch.float64)).values)
-    n = F.numel()
-    i = torch.arange(1, n + 1, dtype=torch.float64)
-    return float(torch.maximum(i / n - F, F - (i - 1) / n).max())
-
 
 def binned_mean(x, y, edges):
     """Per-bin mean of ``y`` over the samples whose ``x`` falls in [edges[j], edges[j+1]).
@@ -341,7 +318,7 @@ def fit_rbf(x, y, centers, width, ridge: float = 1e-8):
     if x.shape != y.shape:
         raise ValueError(f"y must pair with x: got {y.shape[0]} values for {x.shape[0]}")
     centers = _checks.as_float_tensor(centers, "centers").double().reshape(1, -1)
-    width = _positive_number(width, "width")
+    width = _checks.positive_number(width, "width")
     if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not (math.isfinite(ridge) and ridge >= 0):
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
 
