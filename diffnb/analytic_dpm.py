@@ -41,7 +41,8 @@ from .toy import GaussianMixture
 
 __all__ = ["VARIANCES", "x0_posterior", "x0_variance", "expected_x0_variance",
            "expected_x0_variance_from_eps", "jump_variances", "reverse_variances", "respaced_ddpm",
-           "reverse_kernel", "ddpm_kernel", "mode_spread", "w1_by_seed", "binned_z"]
+           "reverse_kernel", "ddpm_kernel", "mode_spread", "mode_mass", "w1_by_seed",
+           "binned_z"]
 
 F64 = torch.float64
 VARIANCES = ("beta", "beta_tilde", "optimal")
@@ -231,6 +232,24 @@ def mode_spread(samples, mixture):
     std = torch.stack([x[k == j].std() if int((k == j).sum()) > 1 else torch.tensor(float("nan"), dtype=F64)
                        for j in range(len(m))])
     return frac, std
+
+
+def mode_mass(samples, mixture, inner: float = 1.0, outer: float = 3.0):
+    """Where 1-D samples lie relative to the modes of ``mixture``: ``(inside, between, between_exact)``.
+    ``inside[k]`` is the fraction of samples within ``inner`` s_k of m_k divided by the data's own
+    fraction there (1 for exact samples, > 1 when the samples crowd the centre); ``between`` is the
+    fraction farther than ``outer`` s_k from every m_k, and ``between_exact`` the data's (exact CDF)."""
+    mix = _mixture(mixture)
+    if mix.dim != 1:
+        raise ValueError(f"mode_mass needs a 1-D mixture, got dim={mix.dim}")
+    x = _checks.batch(samples, "samples").reshape(-1).to(F64)
+    m, s = mix.means[:, 0], mix.stds[:, 0]
+    dist = (x[:, None] - m).abs() / s
+    exact_in = mix.cdf_1d(m + inner * s) - mix.cdf_1d(m - inner * s)
+    inside = (dist < inner).to(F64).mean(0) / exact_in
+    between = float((dist > outer).all(1).to(F64).mean())
+    exact_out = 1 - float((mix.cdf_1d(m + outer * s) - mix.cdf_1d(m - outer * s)).sum())
+    return inside, between, exact_out
 
 
 def w1_by_seed(samples, mixture, n_seeds: int, n_grid: int = 20_001) -> torch.Tensor:

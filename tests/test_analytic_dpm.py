@@ -153,6 +153,11 @@ def test_mode_spread_and_floor(setup):
     frac, std = ad.mode_spread(x, mix)
     assert torch.allclose(frac, mix.weights, atol=0.01)
     assert torch.allclose(std, mix.stds[:, 0], rtol=0.03)
+    inside, between, between_exact = ad.mode_mass(x, mix)
+    assert torch.allclose(inside, torch.ones(3, dtype=F64), atol=0.03)
+    assert abs(between - between_exact) < 5 * math.sqrt(between_exact / len(x))
+    crowded, _, _ = ad.mode_mass(mix.means[:, 0][torch.tensor([0, 1, 2] * 100)], mix)
+    assert bool((crowded > 1.2).all())  # 1/3 of the samples at each centre
     w = ad.w1_by_seed(x[:1000], mix, 2)
     assert w.shape == (2,) and w.dtype == F64 and bool((w > 0).all())
     assert torch.equal(w[0:1], ad.w1_by_seed(x[:500], mix, 1))
