@@ -82,3 +82,20 @@ def test_live_bad_input(shown):
     with pytest.raises(ValueError, match=r"controls must name at least one widget"):
         widgets.live(lambda: None)
     assert shown == []
+
+
+def test_colour_bars_and_image_axes_need_no_labels():
+    import numpy as np
+
+    fig, axes = plots.figure(2)
+    im = axes[0].imshow(np.eye(3))
+    axes[0].set_xlabel("$x$")
+    axes[0].set_ylabel("$t$")
+    fig.colorbar(im, ax=axes[0])
+    axes[1].imshow(np.eye(3))
+    axes[1].axis("off")
+    assert plots.show(fig).png  # neither the colour bar nor the axis-less image needs labels
+    fig, ax = plots.figure()
+    ax.imshow(np.eye(3))
+    with pytest.raises(ValueError, match="needs an x and a y label"):
+        plots.show(fig)
