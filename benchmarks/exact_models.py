@@ -1,8 +1,8 @@
 """The exact models of ``diffnb.toy`` against minimal implementations of the same formulas
 (a timing table, never a test: the numbers depend on the machine and its load).
 
-    .venv/bin/python benchmarks/exact_models.py                 # one torch thread, 15 repeats
-    .venv/bin/python benchmarks/exact_models.py --repeat 31
+    .venv/bin/python benchmarks/exact_models.py                 # one torch thread, 9 repeats (about 2 min)
+    .venv/bin/python benchmarks/exact_models.py --repeat 31 --grid 100
 
 "minimal" is the direct one-pass torch formula with no argument checks: for a Gaussian mixture the
 broadcast (n, K, dim) log-densities, a softmax over components and the responsibility-weighted sum;
@@ -11,10 +11,10 @@ for the empirical mixture matmul-based squared distances |x|^2 - 2 alpha x . x_i
 ``schedule.sigma(t)`` like diffnb's and broadcasts the per-sample values (the model contract).
 
 Rows marked "cold" clear the mixture's cache of per-(alpha, sigma) constants before every sweep of a
-100-step grid, which is what one sampler run sees; the other rows call at one (alpha, sigma), which
-is what repeated runs on the same grid see. Every row first checks that both sides agree. Each cell
-is the median over ``--repeat`` blocks of calls; the two sides are interleaved block by block, so a
-change in the machine's load affects both alike.
+``--grid``-step grid (20 by default), which is what one sampler run sees; the other rows call at one
+(alpha, sigma), which is what repeated runs on the same grid see. Every row first checks that both
+sides agree. Each cell is the median over ``--repeat`` blocks of calls; the two sides are interleaved
+block by block, so a change in the machine's load affects both alike.
 """
 
 from __future__ import annotations
@@ -96,11 +96,11 @@ def agree(a, b, what):
         raise AssertionError(f"{what}: diffnb and minimal differ by {err:.3g} (scale {scale:.3g})")
 
 
-def cases():
+def cases(grid):
     schedule = LinearVP()
     t = 0.3
     a, s = float(schedule.alpha(t)), float(schedule.sigma(t))
-    ts = schedule.timesteps(100, t_end=1e-3)[:-1]
+    ts = schedule.timesteps(grid, t_end=1e-3)[:-1]
     rows = []
     for label, mix, n in (("1-D seed mixture, 16 points", toy.seed_mixture_1d(), 16),
                           ("1-D seed mixture, 2,000 points", toy.seed_mixture_1d(), 2000),
@@ -124,7 +124,7 @@ def cases():
                 out = m(x, ti.expand(x.shape[0]))
             return out
 
-        rows.append((f"eps_model cold, 100-step grid, {label}", lambda m=model, sw=sweep: sw(m, clear=True),
+        rows.append((f"eps_model cold, {len(ts)}-step grid, {label}", lambda m=model, sw=sweep: sw(m, clear=True),
                      lambda m=mini_model, sw=sweep: sw(m)))
     images, _ = data.digits()
     emp = toy.EmpiricalMixture(images, std=0.0)
@@ -139,11 +139,12 @@ def cases():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--grid", type=int, default=20, help="steps of the grid of the 'cold' rows")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows, grid = cases()
+    rows, grid = cases(args.grid)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), median of {args.repeat} blocks; "
           f"'cold' rows: ms per model call over a {grid}-call sweep")
     print(f"{'case':<62} {'diffnb ms':>10} {'minimal ms':>11} {'ratio':>6}")

@@ -109,20 +109,28 @@ def _coefs(kind, a, s, s2, u):
     return u * (s * s), (a * s2) * u  # x0
 
 
-def _softmax0_(L):
-    """Softmax over components, dim 0 of (K, n) log-densities; large ``L`` are overwritten.
+_WIDE = 128  # from this many components on, log-densities are laid out (n, K) instead of (K, n)
 
-    The layout is (K, n) because torch's CPU reductions over a short contiguous last dimension are
-    slow (a softmax over 8 components of 100,000 points takes 5x longer as (n, K)); for large inputs a
-    max-shifted exp in place is 2x faster still (no new allocation of the size of ``L``); not when
-    autograd records ``L`` (the max needs its input intact)."""
-    if L.numel() < 65_536 or L.requires_grad:
-        return torch.softmax(L, 0)
+
+def _softmax_(L, axis):
+    """Softmax over the components, the dimension ``axis`` of the log-densities; large ``L`` are
+    overwritten.
+
+    Few components are laid out (K, n) (``axis = 0``) because torch's CPU softmax over a short
+    contiguous last dimension is slow (8 components of 100,000 points: 5x longer as (n, K)), and a
+    max-shifted exp in place is 2x faster still there (no new allocation of the size of ``L``; not when
+    autograd records ``L``, whose max needs its input intact). Many components (an empirical mixture)
+    are laid out (n, K), where torch's own softmax and the products that follow are fastest."""
+    if axis == 1 or L.numel() < 65_536 or L.requires_grad:
+        return torch.softmax(L, axis)
     L = L.sub_(L.amax(0)).exp_()
     return L.div_(L.sum(0))
 
 
-# --- q_t at given (alpha, sigma): log-densities (K, n) and the maps responsibilities -> predictions -----
+# --- q_t at given (alpha, sigma): log-densities and the maps responsibilities -> predictions -----------
+# Each class below holds q_t's constants; ``logits(x)`` are log w_k N(x; alpha m_k, v_k) (up to a
+# per-point constant), with the components along dimension ``axis`` (see ``_softmax_``), and
+# ``apply(kind, x, r)`` turns responsibilities r of that layout into score, eps or x0_hat.
 class _Shared:
     """Every component has the same variances v (dim,), so |x|^2 / v drops out of the responsibilities:
     log w_k N(x; alpha m_k, v) = row(x) + c_k + (alpha m_k / v) . x, c_k = log w_k - alpha^2 |m_k|^2_v / 2.
@@ -131,6 +139,7 @@ class _Shared:
     def __init__(self, mix, a, s, device):
         P = mix._on(device)
         self.m, self.s2 = P.means, P.s2
+        self.axis = 1 if self.m.shape[0] >= _WIDE else 0
         # Point masses (std = 0) at sigma = 0 have no density: compute with sigma = 1 there and patch
         # eps (0) and x0_hat (x / alpha) in ``apply``. ``clean`` is None, True, or an (n, 1) mask.
         self.clean = None
@@ -146,14 +155,18 @@ class _Shared:
             self.c = torch.addmv(P.log_w, P.m2, self.u, alpha=-0.5 * a * a)[:, None]  # (K, 1)
         else:
             self.c = torch.addmm(P.log_w[:, None], P.m2, (self.au * a).T, alpha=-0.5)  # (K, n)
+        if self.axis == 1:
+            self.c = self.c.T.contiguous()
         self._coefs = {}
 
     def logits(self, x):
+        if self.axis == 1:
+            return torch.addmm(self.c, x * self.au, self.m.T)
         return torch.addmm(self.c, self.m, (x * self.au).T)
 
     def log_prob(self, x):
         row = 0.5 * torch.log(self.u / (2 * math.pi)).sum(-1) - 0.5 * (x * x * self.u).sum(1)
-        return torch.logsumexp(self.logits(x), 0) + row
+        return torch.logsumexp(self.logits(x), self.axis) + row
 
     def apply(self, kind, x, r):
         if self.clean is True:
@@ -163,7 +176,7 @@ class _Shared:
             cm_cx = _coefs(kind, self.a, self.s, self.s2, self.u)
             if isinstance(self.a, float):
                 self._coefs[kind] = cm_cx
-        out = torch.addcmul((r.T @ self.m).mul_(cm_cx[0]), x, cm_cx[1])
+        out = torch.addcmul(((r if self.axis else r.T) @ self.m).mul_(cm_cx[0]), x, cm_cx[1])
         if self.clean is not None:
             out = torch.where(self.clean, torch.zeros_like(x) if kind == "eps" else x / self.a, out)
         return out
@@ -174,7 +187,7 @@ class _Diag:
     U = 1 / v (K, dim), log w_k N(x; alpha m_k, v_k) = c_k + P @ x.T - (U @ (x^2).T) / 2, and
     score = r.T @ P - x (r.T @ U), eps = -sigma score, x0_hat = r.T @ (sigma^2 m U) + x (r.T @ (alpha s^2 U))."""
 
-    clean = None
+    clean, axis = None, 0
 
     def __init__(self, mix, a, s, device):
         P = mix._on(device)
@@ -210,7 +223,7 @@ class _DiagBatch:
     """Per-component diagonal variances with one (alpha, sigma) per sample ((n, 1) tensors):
     the direct formula on (K, n, dim) tensors."""
 
-    clean = None
+    clean, axis = None, 0
 
     def __init__(self, mix, a, s, device):
         P = mix._on(device)
@@ -299,7 +312,7 @@ class _Mixture:
         x64, q = self._noised(x, alpha, sigma)
         if kind == "score":
             self._density(q, "score")
-        return q.apply(kind, x64, _softmax0_(q.logits(x64))).to(x.dtype)
+        return q.apply(kind, x64, _softmax_(q.logits(x64), q.axis)).to(x.dtype)
 
     # --- the data distribution ------------------------------------------------------------------------
     def sample(self, n: int, generator=None, dtype=F64, return_labels: bool = False):
@@ -397,9 +410,10 @@ class _Mixture:
         self._require_labels()
         x64, q = self._noised(x, alpha, sigma)
         self._density(q, "class_posterior")
-        L = q.logits(x64)
-        empty = torch.full((L.shape[1],), -math.inf, dtype=F64, device=L.device)
-        per = [L[idx.to(L.device)].logsumexp(0) if idx.numel() else empty for idx in self._class_index]
+        L, k = q.logits(x64), q.axis
+        empty = torch.full((x64.shape[0],), -math.inf, dtype=F64, device=L.device)
+        per = [L.index_select(k, idx.to(L.device)).logsumexp(k) if idx.numel() else empty
+               for idx in self._class_index]
         logp = torch.stack(per, 1)
         logp = logp - logp.logsumexp(1, keepdim=True)
         return (logp if log else logp.exp()).to(x.dtype)
@@ -412,9 +426,11 @@ class _Mixture:
         self._density(q, "class_log_prob_grad")
         L = q.logits(x64)
         labels = self.labels.to(L.device)
-        mask = labels[:, None] == (c.to(L.device)[None, :] if isinstance(c, torch.Tensor) else c)
-        r_c = _softmax0_(L.masked_fill(~mask, -math.inf))
-        r = _softmax0_(L)
+        mask = labels[:, None] == (c.to(L.device)[None, :] if isinstance(c, torch.Tensor) else c)  # (K, n)
+        if q.axis == 1:
+            mask = mask.T
+        r_c = _softmax_(L.masked_fill(~mask, -math.inf), q.axis)
+        r = _softmax_(L, q.axis)
         return (q.apply("score", x64, r_c) - q.apply("score", x64, r)).to(x.dtype)
 
 

@@ -411,11 +411,17 @@ def small_images(n=6, d=3, seed=30):
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
 
+@pytest.mark.parametrize("n_images", [6, toy._WIDE + 20], ids=["few", "many"])  # both layouts
 @pytest.mark.parametrize("std", [0.3, 1e-3])
-def test_empirical_mixture_equals_the_gaussian_mixture_of_its_rows(std):
-    X = small_images()
+def test_empirical_mixture_equals_the_gaussian_mixture_of_its_rows(std, n_images):
+    X = small_images(n_images)
     emp = toy.EmpiricalMixture(X, std=std)
-    gm = toy.GaussianMixture(torch.full((6,), 1 / 6, dtype=F64), X, torch.full((6,), std, dtype=F64))
+    w = torch.full((n_images,), 1 / n_images, dtype=F64)
+    # One std differs in the last bits: the Gaussian mixture takes its per-component-variance code path.
+    stds = torch.full((n_images, 3), std, dtype=F64)
+    stds[0, 0] *= 1 + 1e-15
+    gm = toy.GaussianMixture(w, X, stds)
+    assert emp._shared and not gm._shared
     x = torch.randn(40, 3, generator=torch.Generator().manual_seed(31), dtype=F64)
     for alpha, sigma in ((0.9, 0.2), (0.5, 0.9), (1.0, 0.0)):
         for name in ("score", "eps", "x0_hat", "log_prob"):
@@ -423,9 +429,10 @@ def test_empirical_mixture_equals_the_gaussian_mixture_of_its_rows(std):
             assert torch.allclose(ours, ref, rtol=1e-12, atol=1e-12 * float(ref.abs().max())), (name, alpha, sigma)
 
 
+@pytest.mark.parametrize("n_images", [20, toy._WIDE + 20], ids=["few", "many"])
 @pytest.mark.parametrize("std", [0.0, 0.2])
-def test_empirical_eps_is_minus_sigma_grad_log_prob(std):
-    X = small_images(20, 5)
+def test_empirical_eps_is_minus_sigma_grad_log_prob(std, n_images):
+    X = small_images(n_images, 5)
     emp = toy.EmpiricalMixture(X, std=std)
     alpha, sigma = 0.8, 0.6
     x = torch.randn(10, 5, generator=torch.Generator().manual_seed(32), dtype=F64).requires_grad_(True)
@@ -450,8 +457,9 @@ def test_empirical_x0_hat_tends_to_the_nearest_training_row():
     assert errors[-1] < 1e-12 and errors == sorted(errors, reverse=True)
 
 
-def test_empirical_clean_end_and_point_masses():
-    X = small_images()
+@pytest.mark.parametrize("n_images", [6, toy._WIDE + 20], ids=["few", "many"])
+def test_empirical_clean_end_and_point_masses(n_images):
+    X = small_images(n_images)
     emp = toy.EmpiricalMixture(X)  # std = 0: q_t has no density at sigma = 0
     x = 0.9 * X[:3]
     assert torch.equal(emp.eps(x, 0.9, 0.0), torch.zeros_like(x))
@@ -481,6 +489,23 @@ def test_empirical_sample_and_nearest():
                        emp.sample(5, generator=torch.Generator().manual_seed(1)))
     wide = toy.EmpiricalMixture(X, std=0.5).sample(20_000, generator=torch.Generator().manual_seed(36))
     assert abs(float(wide.var(0).mean()) - float(X.var(0, correction=0).mean() + 0.25)) < 0.05
+
+
+@pytest.mark.parametrize("n_images", [20, toy._WIDE + 20], ids=["few", "many"])
+def test_empirical_class_methods_in_both_layouts(n_images):
+    X = small_images(n_images, 4, seed=37)
+    labels = torch.arange(n_images) % 3
+    emp = toy.EmpiricalMixture(X, std=0.1, labels=labels)
+    x = torch.randn(25, 4, generator=torch.Generator().manual_seed(38), dtype=F64)
+    post = emp.class_posterior(x, 0.8, 0.6)
+    bayes = bayes_log_posterior(emp, x, 0.8, 0.6).exp()
+    assert torch.allclose(post, bayes, rtol=1e-10, atol=1e-13)
+    c = torch.arange(25) % 3
+    grad = emp.class_log_prob_grad(x, 0.8, 0.6, c)
+    for k in range(3):
+        rows = c == k
+        ref = emp.conditional(k).score(x[rows], 0.8, 0.6) - emp.score(x[rows], 0.8, 0.6)
+        assert torch.allclose(grad[rows], ref, rtol=1e-9, atol=1e-10)
 
 
 def test_empirical_labels_and_copy():
