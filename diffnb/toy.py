@@ -438,7 +438,9 @@ class GaussianMixture(_Mixture):
     """A mixture of axis-aligned Gaussians in ``dim`` dimensions (float64).
 
     weights: (K,) positive, summing to 1; means: (K, dim) (or (K,) for 1-D); stds: (K,) or (K, dim),
-    positive; labels: optional, one int class per component (classes 0 .. n_classes - 1).
+    positive; labels: optional, one int class >= 0 per component. ``n_classes`` is the largest label
+    plus 1 (a class with no component has p(c | x_t) = 0); ``labels`` and ``n_classes`` are None for an
+    unlabelled mixture.
     """
 
     def __init__(self, weights, means, stds, labels=None):
@@ -500,7 +502,7 @@ class EmpiricalMixture(_Mixture):
     with weight 1 / n_images. ``std = 0`` is the empirical distribution itself, whose noised version
     is sum_i N(alpha x_i, sigma^2 I) / n_images; its exact x0_hat is a softmax-weighted average of the
     training rows, which tends to the nearest one (scaled by alpha) as sigma -> 0: the exact model
-    memorises. ``labels``: optional, one int class per row."""
+    memorises. ``labels``: optional, one int class per row (as in ``GaussianMixture``)."""
 
     def __init__(self, images, std: float = 0.0, labels=None):
         if not isinstance(images, torch.Tensor):
@@ -508,7 +510,8 @@ class EmpiricalMixture(_Mixture):
         if images.dtype not in _checks.FLOAT_DTYPES:
             raise TypeError(f"images must be a floating-point tensor, got dtype {images.dtype}")
         if images.ndim != 2 or images.shape[0] == 0 or images.shape[1] == 0:
-            raise ValueError(f"images must be 2-D (n_images, dim) and non-empty, got shape {tuple(images.shape)}")
+            raise ValueError(f"images must be 2-D (n_images, dim) and non-empty, "
+                             f"got shape {tuple(images.shape)}")
         _checks.finite(images, "images")
         if isinstance(std, torch.Tensor) and std.numel() == 1:
             std = float(std)
