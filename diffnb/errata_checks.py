@@ -1,0 +1,227 @@
+"""The source notes' samplers exactly as they write them, and the third-order multistep update with
+the weight of its second divided difference as a parameter: what Appendix A runs to measure what an
+error costs.
+
+Notation (the book's)::
+
+    abar_t      alpha-bar_t = prod_{i <= t} (1 - beta_i);  alpha_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t)
+    x0_hat      (x_t - sigma_t eps_hat) / alpha_t
+    varsigma    DDIM's noise scale of a step, eta sqrt((1 - abar_s)/(1 - abar_t)) sqrt(1 - abar_t/abar_s)
+    lambda, h   lambda = log(alpha / sigma), h = lambda_next - lambda_current
+    m_j         data predictions x0_hat at the last grid points (m_0 the newest)
+
+Every sampler takes ``as_written``: True is the note's formula, False the corrected one; with False
+each equals the ``diffnb.samplers`` function named in its docstring, given the same generator
+(``tests/test_errata_checks.py``). Noise is drawn as in ``diffnb.samplers``: one
+``torch.randn(x.shape, generator=...)`` per step.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import torch
+
+from . import _checks
+from .schedules import DiscreteVP
+
+__all__ = ["certify", "Verdict", "seed000_ddpm", "seed001_ddim", "seed003_arrays", "seed003_ddpm",
+           "seed003_ddim_step", "multistep_pp3", "split_w1"]
+
+F64 = torch.float64
+
+
+def _discrete(schedule):
+    if not isinstance(schedule, DiscreteVP):
+        raise TypeError(f"schedule must be a DiscreteVP, got {type(schedule).__name__}")
+    return schedule
+
+
+def _noise(x, generator):
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+def _at(x, t):
+    return torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
+
+
+def _flag(as_written):
+    if not isinstance(as_written, bool):
+        raise TypeError(f"as_written must be a bool, got {type(as_written).__name__}")
+
+
+def seed000_ddpm(model, x_T, schedule, generator=None, as_written: bool = True):
+    """Seed 000's DDPM sampler, steps (1) and (2), t = T, ..., 1: x0_hat from eps_hat, then
+    x_{t-1} = M(x_t, x0_hat) + sigma_t z with sigma_t^2 = (1 - abar_{t-1}) beta_t / (1 - abar_t) and
+    M = c_t x_t + sqrt(abar_{t-1}) beta_t / (1 - abar_t) x0_hat, where c_t is
+    sqrt(abar_t)(1 - abar_{t-1})/(1 - abar_t) as written and sqrt(1 - beta_t)(1 - abar_{t-1})/(1 - abar_t)
+    corrected (``samplers.ddpm`` on the full grid)."""
+    _flag(as_written)
+    s = _discrete(schedule)
+    x = _checks.batch(x_T, "x_T")
+    abar = torch.cat([torch.ones(1, dtype=F64), torch.cumprod(1 - s.betas.to(F64), 0)])
+    for t in range(s.T, 0, -1):
+        a, a_prev, beta = float(abar[t]), float(abar[t - 1]), 1 - float(abar[t] / abar[t - 1])
+        eps = model(x, _at(x, t))
+        x0_hat = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
+        c_t = (math.sqrt(a) if as_written else math.sqrt(1 - beta)) * (1 - a_prev) / (1 - a)
+        var = (1 - a_prev) / (1 - a) * beta
+        x = c_t * x + math.sqrt(a_prev) * beta / (1 - a) * x0_hat + math.sqrt(var) * _noise(x, generator)
+    return x
+
+
+def seed001_ddim(model, x_T, schedule, ts, eta: float = 1.0, generator=None, as_written: bool = True):
+    """Seed 001's final sampling formula on the grid ``ts``:
+    x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - varsigma^2) eps_hat + varsigma^2 z as written,
+    + varsigma z corrected (``samplers.ddim`` with the same ``eta``)."""
+    _flag(as_written)
+    x = _checks.batch(x_T, "x_T")
+    ts = torch.as_tensor(ts, dtype=F64)
+    abar = schedule.alpha_bar(ts).tolist()
+    for i in range(len(ts) - 1):
+        a, a_prev = abar[i], abar[i + 1]
+        vs = eta * math.sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev))
+        eps = model(x, _at(x, ts[i]))
+        x0_hat = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
+        noise = vs**2 if as_written else vs
+        x = (math.sqrt(a_prev) * x0_hat + math.sqrt(1 - a_prev - vs**2) * eps
+             + noise * _noise(x, generator))
+    return x
+
+
+def seed003_arrays(schedule, as_written: bool = True):
+    """The arrays of seed 003's code for ``schedule`` (its index k is the book's time k + 1):
+    ``alphas`` (1 - beta), ``alphas_cumprod``, ``alphas_cumprod_prev``, ``posterior_variance`` and
+    ``sqrt_one_minus_alphas_cumprod``, which is sqrt(1 - abar^2) as written and sqrt(1 - abar)
+    corrected."""
+    _flag(as_written)
+    s = _discrete(schedule)
+    alphas = 1 - s.betas.to(F64)
+    cum = torch.cumprod(alphas, 0)
+    prev = torch.cat([torch.ones(1, dtype=F64), cum[:-1]])
+    return SimpleNamespace(
+        alphas=alphas, alphas_cumprod=cum, alphas_cumprod_prev=prev,
+        posterior_variance=(1 - alphas) * (1 - prev) / (1 - cum),
+        sqrt_one_minus_alphas_cumprod=torch.sqrt(1 - cum**2 if as_written else 1 - cum))
+
+
+def seed003_ddpm(model, x_T, arrays, generator=None):
+    """Seed 003's ``sample_ddpm`` applied for k = n - 1, ..., 0 (``model`` takes the book's time k + 1):
+    mean = (x - (1 - a_k) eps_hat / st_k) / sqrt(a_k), then mean + sqrt(posterior_variance_k) z. With
+    ``seed003_arrays(as_written=False)`` this is ``samplers.ddpm`` on the full grid."""
+    x = _checks.batch(x_T, "x_T")
+    for k in range(len(arrays.alphas) - 1, -1, -1):
+        at = float(arrays.alphas[k])
+        st = float(arrays.sqrt_one_minus_alphas_cumprod[k])
+        mean = math.sqrt(1 / at) * (x - (1 - at) * model(x, _at(x, k + 1)) / st)
+        var = float(arrays.posterior_variance[k])
+        x = mean + math.sqrt(var) * _noise(x, generator)
+    return x
+
+
+def seed003_ddim_step(model, x, k, arrays, z, eta: float = 1.0):
+    """Seed 003's ``sample_ddim(x, k, eta)`` with its fresh noise ``z`` passed in: one step from the
+    book's time k + 1 to k (``alphas_cumprod_prev[k]`` fixes the target). Returns the new x."""
+    at, at_1 = float(arrays.alphas_cumprod[k]), float(arrays.alphas_cumprod_prev[k])
+    sigma_t = eta * math.sqrt((1 - at_1) / (1 - at) * (1 - at / at_1))
+    e = model(x, _at(x, k + 1))
+    return (math.sqrt(at_1 / at) * x
+            + (math.sqrt(1 - at_1 - sigma_t**2) - math.sqrt(at_1 * (1 - at) / at)) * e
+            + sigma_t * z)
+
+
+def multistep_pp3(model, x_T, schedule, ts, d2_weight: float = 1.0):
+    """DPM-Solver++(3M) in the reference code's variables (data prediction m, one call per step):
+    step 1 first order, step 2 the 2M step of DPM-Solver++'s Algorithm 2, then
+
+        D1_0 = (m_0 - m_1)/r_0,  D1_1 = (m_1 - m_2)/r_1,  D1 = D1_0 + r_0/(r_0 + r_1) (D1_0 - D1_1),
+        D2 = (D1_0 - D1_1)/(r_0 + r_1),   phi_1 = expm1(-h), phi_2 = phi_1/h + 1, phi_3 = phi_2/h - 1/2,
+        x_t = sigma_t/sigma_s x_s - alpha_t phi_1 m_0 + alpha_t phi_2 D1 - 2 w alpha_t phi_3 D2,
+
+    r_j the ratios of the previous steps in lambda to h. D2 is h^2 m''/2 + O(h^3): the quadratic term of
+    the Taylor expansion needs w = ``d2_weight`` = 1 (``samplers.dpm_solver_pp(order=3)``); the
+    reference code, k-diffusion and diffusers have w = 1/2."""
+    if isinstance(d2_weight, bool) or not isinstance(d2_weight, (int, float)):
+        raise TypeError(f"d2_weight must be a number, got {type(d2_weight).__name__}")
+    x = _checks.batch(x_T, "x_T")
+    ts = torch.as_tensor(ts, dtype=F64)
+    la, ls, lam = (v.tolist() for v in schedule.log_scales(ts))
+    ms, lams = [], []
+    for i in range(len(ts) - 1):
+        eps = model(x, _at(x, ts[i]))
+        ms.insert(0, (x - math.exp(ls[i]) * eps) / math.exp(la[i]))
+        lams.insert(0, lam[i])
+        h = lam[i + 1] - lam[i]
+        a_t, phi_1 = math.exp(la[i + 1]), math.expm1(-h)
+        x_new = math.exp(ls[i + 1] - ls[i]) * x - a_t * phi_1 * ms[0]
+        if len(ms) == 2:
+            d1 = (ms[0] - ms[1]) / ((lams[0] - lams[1]) / h)
+            x_new = x_new - 0.5 * a_t * phi_1 * d1
+        elif len(ms) >= 3:
+            r0, r1 = (lams[0] - lams[1]) / h, (lams[1] - lams[2]) / h
+            d1_0, d1_1 = (ms[0] - ms[1]) / r0, (ms[1] - ms[2]) / r1
+            d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
+            d2 = (d1_0 - d1_1) / (r0 + r1)
+            phi_2 = phi_1 / h + 1
+            phi_3 = phi_2 / h - 0.5
+            x_new = x_new + a_t * phi_2 * d1 - 2 * d2_weight * a_t * phi_3 * d2
+            del ms[3:], lams[3:]
+        x = x_new
+    return x
+
+
+def split_w1(samples, mixture, groups: int = 20):
+    """W1 to a 1-D ``mixture`` of each of ``groups`` equal consecutive slices of ``samples`` (independent
+    replicates when the samples are): ``(mean, 2 standard errors, values)``."""
+    from .metrics import wasserstein_1d
+
+    _checks.positive_int(groups, "groups")
+    if groups < 2 or samples.shape[0] % groups:
+        raise ValueError(f"groups must be >= 2 and divide {samples.shape[0]}, got {groups}")
+    vals = torch.tensor([wasserstein_1d(c, mixture) for c in samples.chunk(groups)], dtype=F64)
+    return float(vals.mean()), float(2 * vals.std() / math.sqrt(groups)), vals.tolist()
+
+
+class Verdict:
+    """The outcome of ``certify``: the exact non-zero value of the note's residual at ``point``, and
+    the corrected residual proved identically zero. Displays as one line of mathematics."""
+
+    def __init__(self, label, value, point):
+        self.label, self.value, self.point = label, value, point
+
+    def _point_latex(self):
+        import sympy as sp
+
+        def one(k, v):
+            if isinstance(v, sp.Lambda):
+                (var,), body = v.args
+                return rf"{sp.latex(k(var))} = {sp.latex(body)}"
+            return rf"{sp.latex(k)} = {sp.latex(v)}"
+
+        return r",\ ".join(one(k, v) for k, v in self.point.items())
+
+    def _repr_latex_(self):
+        import sympy as sp
+
+        return (rf"$\text{{{self.label}:}}\quad r_{{\text{{note}}}} = {sp.latex(self.value)}"
+                rf" \neq 0 \ \text{{ at }} {self._point_latex()};\qquad "
+                r"\text{corrected: } r \text{ proved identically zero}$")
+
+    def __repr__(self):
+        return f"{self.label}: note's residual {self.value} != 0 at {self.point}; corrected: proved zero"
+
+
+def certify(label, wrong, right, point, relation=None, prove=None) -> Verdict:
+    """Certify the note's residual ``wrong`` non-zero at the exact ``point`` (``core.nonzero_at``) and prove
+    the corrected residual ``right`` (an expression or a list of them) identically zero (``prove``,
+    default ``core.is_zero`` with ``relation``). Raises ``AssertionError`` if the proof fails and
+    ``ValueError`` if the note's residual vanishes at ``point``."""
+    from .symbolic.core import is_zero, nonzero_at
+
+    value = nonzero_at(wrong, point, relation)
+    prove = prove or (lambda e: is_zero(e, relation))
+    for r in (right if isinstance(right, (list, tuple)) else [right]):
+        if not prove(r):
+            raise AssertionError(f"{label}: the corrected residual is not proved zero: {r}")
+    return Verdict(label, value, point)

@@ -1,0 +1,123 @@
+"""diffnb.errata_checks: the notes' samplers as written and corrected, the 3M weighting, certify."""
+
+import math
+
+import pytest
+import sympy as sp
+import torch
+
+from diffnb import errata_checks as ec
+from diffnb import metrics, samplers, sde, toy
+from diffnb.schedules import DiscreteVP, LinearVP
+
+F64 = torch.float64
+SCHED = DiscreteVP.linear(T=60, beta_start=1e-3, beta_end=0.2)
+MIX = toy.seed_mixture_1d()
+MODEL = MIX.eps_model(SCHED)
+X_T = torch.randn(64, 1, generator=torch.Generator().manual_seed(0), dtype=F64)
+
+
+def gen(k=1):
+    return torch.Generator().manual_seed(k)
+
+
+def maxdiff(a, b):
+    return float((a - b).abs().max())
+
+
+def test_seed000_ddpm_corrected_is_ddpm_and_as_written_is_not():
+    ref = samplers.ddpm(MODEL, X_T, SCHED, SCHED.timesteps(SCHED.T), generator=gen())
+    assert maxdiff(ec.seed000_ddpm(MODEL, X_T, SCHED, gen(), as_written=False), ref) < 1e-11
+    assert maxdiff(ec.seed000_ddpm(MODEL, X_T, SCHED, gen()), ref) > 1e-2
+
+
+def test_seed001_ddim_corrected_is_ddim_and_as_written_is_not():
+    ts = SCHED.timesteps(12)
+    ref = samplers.ddim(MODEL, X_T, SCHED, ts, eta=1.0, generator=gen())
+    assert maxdiff(ec.seed001_ddim(MODEL, X_T, SCHED, ts, generator=gen(), as_written=False), ref) < 1e-11
+    assert maxdiff(ec.seed001_ddim(MODEL, X_T, SCHED, ts, generator=gen()), ref) > 1e-2
+    det = samplers.ddim(MODEL, X_T, SCHED, ts, eta=0.0)  # eta = 0: varsigma^2 = varsigma = 0
+    assert maxdiff(ec.seed001_ddim(MODEL, X_T, SCHED, ts, eta=0.0, generator=gen()), det) < 1e-11
+
+
+def test_seed003_arrays_and_ddpm():
+    right, wrong = ec.seed003_arrays(SCHED, as_written=False), ec.seed003_arrays(SCHED)
+    t = torch.arange(1, SCHED.T + 1, dtype=F64)
+    assert torch.allclose(right.alphas_cumprod, SCHED.alpha_bar(t), rtol=0, atol=1e-14)
+    assert torch.allclose(right.sqrt_one_minus_alphas_cumprod, SCHED.sigma(t), rtol=0, atol=1e-14)
+    assert torch.allclose(wrong.sqrt_one_minus_alphas_cumprod, torch.sqrt(1 - SCHED.alpha_bar(t) ** 2))
+    ref = samplers.ddpm(MODEL, X_T, SCHED, SCHED.timesteps(SCHED.T), generator=gen())
+    assert maxdiff(ec.seed003_ddpm(MODEL, X_T, right, gen()), ref) < 1e-11
+    assert maxdiff(ec.seed003_ddpm(MODEL, X_T, wrong, gen()), ref) > 1e-3
+
+
+@pytest.mark.parametrize("k", [0, 7, 59])
+def test_seed003_ddim_step_is_one_ddpm_step(k):
+    arrays = ec.seed003_arrays(SCHED, as_written=False)
+    z = torch.randn(X_T.shape, generator=gen(3), dtype=F64)
+    step = ec.seed003_ddim_step(MODEL, X_T, k, arrays, z)
+    ts = torch.tensor([k + 1.0, float(k)], dtype=F64)
+    assert maxdiff(step, samplers.ddpm(MODEL, X_T, SCHED, ts, generator=gen(3))) < 1e-12
+
+
+RING, VP = toy.mixture_2d(), LinearVP()
+RING_MODEL = RING.eps_model(VP)
+
+
+def test_multistep_pp3_full_weight_is_diffnb_3m_and_half_weight_is_not():
+    x = torch.randn(16, 2, generator=gen(4), dtype=F64)
+    ts = VP.timesteps(12, "logsnr", t_end=1e-3)
+    ref = samplers.dpm_solver_pp(RING_MODEL, x, VP, ts, order=3, method="multistep")
+    assert maxdiff(ec.multistep_pp3(RING_MODEL, x, VP, ts, d2_weight=1.0), ref) < 1e-12
+    assert maxdiff(ec.multistep_pp3(RING_MODEL, x, VP, ts, d2_weight=0.5), ref) > 1e-6
+
+
+def test_multistep_pp3_orders_two_and_three():
+    """On the ring (Gaussian data superconverge: the full weight shows order 4 there)."""
+    model, x = RING_MODEL, torch.randn(16, 2, generator=gen(5), dtype=F64)
+    ref = sde.reference_ode_solve(model, x, VP, 1.0, 1e-3)
+    ns = [160, 320, 640]
+    order = {}
+    for w in (0.5, 1.0):
+        errs = [metrics.rms_error(ec.multistep_pp3(model, x, VP, VP.timesteps(n, "logsnr", t_end=1e-3), w), ref)
+                for n in ns]
+        order[w] = metrics.fit_order(ns, errs)
+    assert abs(order[0.5] - 2) < 0.3 and abs(order[1.0] - 3) < 0.3, order
+
+
+def test_split_w1():
+    x = MIX.sample(400, generator=gen(6))
+    mean, half, values = ec.split_w1(x, MIX, groups=4)
+    assert len(values) == 4 and math.isclose(mean, sum(values) / 4)
+    assert math.isclose(half, 2 * torch.tensor(values, dtype=F64).std().item() / 2)
+    with pytest.raises(ValueError, match="groups"):
+        ec.split_w1(x, MIX, groups=3)
+    with pytest.raises(ValueError, match="groups"):
+        ec.split_w1(x, MIX, groups=1)
+
+
+def test_certify():
+    a, b = sp.symbols("a b", positive=True)
+    v = ec.certify("X", a - b, (a + b) ** 2 - a**2 - 2 * a * b - b**2, {a: 1, b: sp.Rational(1, 3)})
+    assert v.value == sp.Rational(2, 3) and r"\frac{2}{3}" in v._repr_latex_()
+    with pytest.raises(ValueError):  # the note's residual vanishes at the point: no certificate
+        ec.certify("X", a - b, 0 * a, {a: 1, b: 1})
+    with pytest.raises(AssertionError, match="not proved zero"):
+        ec.certify("X", a - b, a - b, {a: 1, b: 2})
+    with pytest.raises(TypeError):  # inexact point
+        ec.certify("X", a - b, 0 * a, {a: 1.0, b: 2})
+    assert ec.certify("X", a, [0 * a, b - b], {a: 2}).value == 2  # a list of corrected residuals
+    f, r = sp.Function("f"), sp.Symbol("r")
+    lam = ec.certify("X", f(a), 0 * a, {f: sp.Lambda(r, r + 1), a: 1})
+    assert "f{\\left(r \\right)} = r + 1" in lam._repr_latex_()
+
+
+def test_bad_inputs():
+    with pytest.raises(TypeError, match="as_written"):
+        ec.seed000_ddpm(MODEL, X_T, SCHED, as_written="yes")
+    with pytest.raises(TypeError, match="schedule"):
+        ec.seed000_ddpm(MODEL, X_T, VP)
+    with pytest.raises(TypeError, match="schedule"):
+        ec.seed003_arrays(VP)
+    with pytest.raises(TypeError, match="d2_weight"):
+        ec.multistep_pp3(RING_MODEL, torch.zeros(2, 2, dtype=F64), VP, VP.timesteps(4), d2_weight=True)
