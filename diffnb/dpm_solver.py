@@ -48,6 +48,7 @@ import torch
 from . import _checks
 from ._sampling import _noise, _start, grid_scales, predict_eps
 from .forward import x0_from_eps
+from .guidance import check_thresholding, threshold
 
 __all__ = ["phi", "exponential_weights", "dpm_solver", "dpm_solver_pp", "sde_dpm_solver_pp", "fast_orders",
            "SINGLESTEP_FRACTIONS", "SOLVER_TYPES", "nfe_count"]
@@ -221,8 +222,9 @@ def nfe_count(N: int, order=2, method: str = "multistep", lower_order_final: boo
 class _Model:
     """Model calls in the chosen parameterisation, counting evaluations."""
 
-    def __init__(self, model, prediction):
+    def __init__(self, model, prediction, thresholding=None):
         self.model, self.prediction, self.nfe = model, prediction, 0
+        self.thresholding = thresholding  # None, or (kind, percentile, max_value) for x0_hat
 
     def __call__(self, x, t, alpha, sigma):
         eps = predict_eps(self.model, x, t)
@@ -230,6 +232,8 @@ class _Model:
         if self.prediction == "eps":
             return eps, eps, None
         x0 = x0_from_eps(x, eps, alpha, sigma)
+        if self.thresholding is not None:  # the solver then integrates the thresholded x0_hat
+            x0 = threshold(x0, *self.thresholding)
         return x0, eps, x0
 
 
@@ -315,7 +319,7 @@ def _combine(A, x, w, outs):
 
 
 def _run(model, x_T, schedule, ts, order, method, solver_type, lower_order_final, fractions, prediction,
-         stochastic, callback, generator=None):
+         stochastic, callback, generator=None, thresholding=None):
     x, ts = _start(model, x_T, schedule, ts, callback)
     la, ls, lam = grid_scales(schedule, ts)
     to_zero = bool(torch.isposinf(lam[-1]))
@@ -337,7 +341,7 @@ def _run(model, x_T, schedule, ts, order, method, solver_type, lower_order_final
     if stochastic:  # sigma_t sqrt(1 - e^{-2h}); 0 on a final step to sigma = 0
         noise_std = (ls[1:].exp() * torch.sqrt(-torch.expm1(-2 * (lam[1:] - lam[:-1])))).tolist()
     alpha, sigma = la.exp().tolist(), ls.exp().tolist()
-    net = _Model(model, prediction)
+    net = _Model(model, prediction, thresholding)
     history, keep = [], max(q)  # multistep: past model outputs, newest last
     for i in range(N):
         x_s = x
@@ -387,17 +391,25 @@ def dpm_solver(model, x_T, schedule, ts, order=2, method: str = "singlestep", *,
 
 
 def dpm_solver_pp(model, x_T, schedule, ts, order=2, method: str = "multistep", *, solver_type: str = "dpmsolver",
-                  lower_order_final: bool = False, fractions=None, callback=None):
+                  lower_order_final: bool = False, fractions=None, callback=None, thresholding=None,
+                  percentile: float = 0.995, max_value: float = 1.0):
     """DPM-Solver++ (Lu et al. 2025): the same integrators on the data prediction x0_hat = (x - sigma eps)/alpha.
 
     Options as in ``dpm_solver``. ``ts`` may end at sigma = 0 (t = 0): the last step is then
     x_t = x0_hat(x_s, s), the limit h -> inf of the first-order step (sigma_t = 0, alpha_t (1 - e^{-h}) = 1);
     it costs one model call whatever the order, and its error is that of stopping the integral early:
     x0_hat at the last grid point instead of its limit at sigma = 0.
+
+    ``thresholding``: None, ``"static"`` (x0_hat clipped to [-max_value, max_value]) or ``"dynamic"``
+    (Imagen's per-sample rule with ``percentile``; ``diffnb.guidance.dynamic_threshold``), applied to
+    every data prediction the solver uses (and passed to ``callback``). The solver then integrates the
+    ODE whose data prediction is the thresholded one (``guidance.thresholded_eps_model``).
     """
     _check_options(order, (1, 2, 3), method, solver_type, lower_order_final)
+    check_thresholding(thresholding, percentile, max_value)
+    thr = None if thresholding is None else (thresholding, float(percentile), float(max_value))
     return _run(model, x_T, schedule, ts, order, method, solver_type, lower_order_final, fractions, "x0", False,
-                callback)
+                callback, thresholding=thr)
 
 
 def sde_dpm_solver_pp(model, x_T, schedule, ts, order=1, generator=None, callback=None, *,

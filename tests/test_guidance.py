@@ -1,0 +1,228 @@
+"""Guidance: CFG and classifier guidance on eps models, the exact labelled-mixture quantities they use,
+the tilted law and the chapter helpers (diffnb.guidance, diffnb.guidance_demo)."""
+
+import math
+
+import pytest
+import torch
+
+from diffnb import guidance, toy
+from diffnb import guidance_demo as gdm
+from diffnb.schedules import DiscreteVP, LinearVP
+
+F64 = torch.float64
+SCH = DiscreteVP.linear()
+MIXES = {"1-D": (toy.labelled_mixture_1d(), 1), "2-D": (toy.labelled_mixture_2d(), 0),
+         "16-D": (toy.mixture_nd(16), 2), "overlap": (gdm.overlapping_mixture_1d(), 1)}
+
+
+def _points(mix, n=64, seed=0, t=300.0):
+    g = torch.Generator().manual_seed(seed)
+    x0 = mix.sample(n, generator=g)
+    tt = torch.full((n,), t, dtype=F64)
+    a, s = SCH.alpha(tt)[:, None], SCH.sigma(tt)[:, None]
+    return a * x0 + s * torch.randn(x0.shape, generator=g, dtype=F64), tt
+
+
+@pytest.mark.parametrize("key", list(MIXES))
+def test_cfg_equals_classifier_guidance_for_exact_models(key):
+    mix, c = MIXES[key]
+    g = gdm.exact_guidance(mix, SCH, c)
+    for t in (20.0, 300.0, 900.0):
+        x, tt = _points(mix, t=t)
+        for scale in (0.0, 1.0, 3.5, 10.0):
+            cfg = guidance.cfg_model(g.eps_u, g.eps_c, scale)(x, tt)
+            cg = guidance.classifier_guidance_model(g.eps_u, g.grad, scale, SCH)(x, tt)
+            assert torch.allclose(cfg, cg, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("key", list(MIXES))
+def test_guided_eps_is_minus_sigma_times_the_tilted_score(key):
+    mix, c = MIXES[key]
+    scale, t = 4.0, 250.0
+    x, tt = _points(mix, t=t)
+    a, s = float(SCH.alpha(tt[:1])), float(SCH.sigma(tt[:1]))
+    xr = x.clone().requires_grad_(True)
+    log_tilt = mix.log_prob(xr, a, s) + scale * mix.class_posterior(xr, a, s, log=True)[:, c]
+    score = torch.autograd.grad(log_tilt.sum(), xr)[0]
+    eps = gdm.guided_model(mix, SCH, c, scale)(x, tt)
+    assert torch.allclose(eps, -s * score, rtol=1e-8, atol=1e-9)
+
+
+def test_cfg_endpoints_and_ho_salimans_form():
+    mix, c = MIXES["2-D"]
+    g = gdm.exact_guidance(mix, SCH, c)
+    x, tt = _points(mix)
+    eu, ec = g.eps_u(x, tt), g.eps_c(x, tt)
+    assert torch.equal(guidance.cfg_model(g.eps_u, g.eps_c, 0.0)(x, tt), eu)
+    assert torch.allclose(guidance.cfg_model(g.eps_u, g.eps_c, 1)(x, tt), ec, rtol=0, atol=1e-15)
+    w = 6.5  # Ho and Salimans: (1 + w) eps_c - w eps_u is scale = 1 + w
+    assert torch.allclose(guidance.cfg_model(g.eps_u, g.eps_c, 1 + w)(x, tt), (1 + w) * ec - w * eu,
+                          rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("key", ["1-D", "2-D", "16-D"])
+def test_class_gradient_is_eps_difference_and_autograd(key):
+    mix, c = MIXES[key]
+    x, tt = _points(mix, t=150.0)
+    a, s = float(SCH.alpha(tt[:1])), float(SCH.sigma(tt[:1]))
+    g = gdm.exact_guidance(mix, SCH, c)
+    grad = g.grad(x, tt)
+    xr = x.clone().requires_grad_(True)
+    auto = torch.autograd.grad(mix.class_posterior(xr, a, s, log=True)[:, c].sum(), xr)[0]
+    assert torch.allclose(grad, auto, rtol=1e-8, atol=1e-9)
+    assert torch.allclose(g.eps_c(x, tt) - g.eps_u(x, tt), -s * grad, rtol=1e-8, atol=1e-9)
+
+
+def test_class_posterior_is_bayes_rule():
+    mix, _ = MIXES["16-D"]
+    x, _ = _points(mix, t=400.0)
+    a, s = float(SCH.alpha(torch.tensor(400.0))), float(SCH.sigma(torch.tensor(400.0)))
+    post = mix.class_posterior(x, a, s)
+    prior = torch.stack([mix.weights[mix.labels == k].sum() for k in range(mix.n_classes)])
+    bayes = torch.stack([prior[k] * mix.conditional(k).log_prob(x, a, s).exp() for k in range(mix.n_classes)], 1)
+    bayes = bayes / mix.log_prob(x, a, s).exp()[:, None]
+    assert torch.allclose(post, bayes, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(post.sum(1), torch.ones(len(x), dtype=F64), atol=1e-12)
+
+
+def test_guidance_on_any_path_and_shapes():
+    mix, c = MIXES["2-D"]
+    vp = LinearVP()
+    g = gdm.exact_guidance(mix, vp, c)
+    x = torch.randn(10, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    t = torch.full((10,), 0.4, dtype=F64)
+    out = guidance.classifier_guidance_model(g.eps_u, g.grad, 2.0, vp)(x, t)
+    assert out.shape == x.shape and out.dtype == F64
+    assert torch.allclose(out, guidance.cfg_model(g.eps_u, g.eps_c, 2.0)(x, t), rtol=1e-9, atol=1e-10)
+
+
+# --- bad input -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scale, err", [(float("nan"), ValueError), (float("inf"), ValueError), ("2", TypeError),
+                                        (True, TypeError), (None, TypeError),
+                                        (torch.ones(2, dtype=F64), TypeError)])
+def test_bad_scale(scale, err):
+    mix, c = MIXES["1-D"]
+    g = gdm.exact_guidance(mix, SCH, c)
+    with pytest.raises(err, match="scale"):
+        guidance.cfg_model(g.eps_u, g.eps_c, scale)
+    with pytest.raises(err, match="scale"):
+        guidance.classifier_guidance_model(g.eps_u, g.grad, scale, SCH)
+
+
+def test_scale_as_one_element_tensor():
+    mix, c = MIXES["1-D"]
+    g = gdm.exact_guidance(mix, SCH, c)
+    assert guidance.cfg_model(g.eps_u, g.eps_c, torch.tensor(2.0, dtype=F64)).scale == 2.0
+
+
+def test_bad_models_schedule_and_gradient_shape():
+    mix, c = MIXES["1-D"]
+    g = gdm.exact_guidance(mix, SCH, c)
+    with pytest.raises(TypeError, match="model_uncond"):
+        guidance.cfg_model(1, g.eps_c, 2.0)
+    with pytest.raises(TypeError, match="model_cond"):
+        guidance.cfg_model(g.eps_u, "eps", 2.0)
+    with pytest.raises(TypeError, match="log_prob_grad"):
+        guidance.classifier_guidance_model(g.eps_u, None, 2.0, SCH)
+    with pytest.raises(TypeError, match="schedule"):
+        guidance.classifier_guidance_model(g.eps_u, g.grad, 2.0, "linear")
+    bad = guidance.classifier_guidance_model(g.eps_u, lambda x, t: x[:, :0], 2.0, SCH)
+    with pytest.raises(ValueError, match="log_prob_grad"):
+        bad(torch.zeros(4, 1, dtype=F64), torch.full((4,), 10.0, dtype=F64))
+
+
+def test_bad_labels_and_classes():
+    with pytest.raises(ValueError, match="labels"):
+        toy.GaussianMixture([0.5, 0.5], [0.0, 1.0], [0.1, 0.1], labels=[0, 1, 1])
+    with pytest.raises(TypeError, match="labels"):
+        toy.GaussianMixture([0.5, 0.5], [0.0, 1.0], [0.1, 0.1], labels=[0.0, 1.0])
+    mix, _ = MIXES["1-D"]
+    with pytest.raises(ValueError, match="c must be one of"):
+        mix.conditional(7)
+    with pytest.raises(ValueError, match="c must be one of"):
+        gdm.exact_guidance(mix, SCH, 3)
+    with pytest.raises(TypeError, match="c must be an int"):
+        mix.conditional(1.0)
+
+
+# --- the tilted law and the chapter helpers --------------------------------------------------------
+def test_tilted_law_at_scale_0_and_1_is_the_data_and_the_conditional():
+    mix, c = MIXES["overlap"]
+    for scale, target in ((0.0, mix), (1.0, mix.conditional(c))):
+        p = gdm.tilted_1d(mix, c, scale, n_grid=30001)
+        assert float((p.cdf - target.cdf_1d(p.grid)).abs().max()) < 1e-6
+
+
+def test_tilted_law_is_not_a_rescaled_conditional():
+    """p_s = p(x|c) p(c|x)^(s-1) / Z: at s = 3 the weight of class 1's right mode grows."""
+    mix, c = MIXES["overlap"]
+    p1, p3 = (gdm.tilted_1d(mix, c, s, n_grid=30001) for s in (1.0, 3.0))
+    assert p3.mass(0.33, 2.0) > p1.mass(0.33, 2.0) + 0.02
+
+
+def test_rejection_sampler_matches_the_quadrature_law():
+    mix, c = MIXES["overlap"]
+    for scale in (0.5, 3.0):
+        x = gdm.sample_tilted(mix, c, scale, 4000, generator=torch.Generator().manual_seed(3))
+        p = gdm.tilted_1d(mix, c, scale, n_grid=30001)
+        F = torch.from_numpy(__import__("numpy").interp(x[:, 0].sort().values.numpy(), p.grid.numpy(),
+                                                        p.cdf.numpy()))
+        i = torch.arange(1, 4001, dtype=F64)
+        ks = float(torch.maximum(i / 4000 - F, F - (i - 1) / 4000).max())
+        assert ks < 1.95 / math.sqrt(4000)  # P(KS > this) ~ 0.001 for exact samples
+
+
+def test_sliced_w1_and_quantile_w1():
+    a = torch.randn(500, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    assert gdm.sliced_w1(a, a) == 0.0
+    assert abs(gdm.sliced_w1(a, a + torch.tensor([0.3, 0.0], dtype=F64)) - 0.3 * 2 / math.pi) < 0.03
+    mix = toy.GaussianMixture([1.0], [0.2], [0.1], labels=[0])
+    p = gdm.tilted_1d(mix, 0, 1.0, n_grid=30001)
+    u, z = gdm.normal_quantiles(2000)
+    assert p.w1_quantiles(0.2 + 0.1 * z[:, 0], u) < 1e-5
+    assert abs(p.w1_quantiles(0.25 + 0.1 * z[:, 0], u) - 0.05) < 1e-5
+
+
+def test_ode_quantiles_at_scale_1_give_the_conditional():
+    mix, c = MIXES["1-D"]
+    u, q = gdm.ode_quantiles_1d(gdm.guided_model(mix, SCH, c, 1.0), SCH, n=200)
+    assert bool((q.diff() > 0).all())  # the 1-D flow map is increasing
+    assert gdm.tilted_1d(mix, c, 1.0).w1_quantiles(q, u) < 1e-4
+
+
+def test_paired_bake_scores_over_path_batches():
+    mix, c = MIXES["2-D"]
+    model = gdm.guided_model(mix, SCH, c, 3.0)
+    x_T = torch.randn(40, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    ref = torch.zeros_like(x_T)
+    rows = gdm.paired_bake(["DDIM (eta = 0)"], model, x_T, SCH, [5], ref, batches=4, t_end=1.0)
+    cell = rows["DDIM (eta = 0)"][5]
+    assert len(cell.scores) == 4 and cell.nfe == 5 and cell.sem > 0
+    with pytest.raises(ValueError, match="deterministic"):
+        gdm.paired_bake(["DDPM"], model, x_T, SCH, [5], ref, t_end=1.0)
+
+
+def test_rescale_into_bounds():
+    mix = gdm.rescale_into(toy.mixture_nd(16), 1.0, 3.0)
+    lo = (mix.means - 3 * mix.stds).min(0).values
+    hi = (mix.means + 3 * mix.stds).max(0).values
+    assert torch.allclose(lo, -torch.ones(16, dtype=F64)) and torch.allclose(hi, torch.ones(16, dtype=F64))
+    assert mix.n_classes == 4
+
+
+def test_path_constants_grow_with_scale():
+    mix, c = MIXES["2-D"]
+    x_T = torch.randn(20, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    low, high = (gdm.path_constants(mix, SCH, c, s, x_T, steps=100) for s in (1.0, 8.0))
+    assert high.L_x0 > 3 * low.L_x0
+    assert low.kappa > 0 and low.d_x0.shape == (100,)
+
+
+def test_noised_score_of_the_conditional_is_the_conditional_score():
+    mix, c = MIXES["overlap"]
+    p = gdm.tilted_1d(mix, c, 1.0, n_grid=20001)
+    x = torch.linspace(-0.5, 0.8, 7, dtype=F64)
+    a, s = 0.8, 0.6
+    exact = mix.conditional(c).score(x[:, None], a, s)[:, 0]
+    assert torch.allclose(gdm.noised_score_1d(p, a, s, x), exact, rtol=1e-6, atol=1e-6)
