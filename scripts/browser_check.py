@@ -15,6 +15,12 @@ playwright, and reports, page by page:
 - display equations wider than the text column (at the 1280 px viewport they are cut off and slide
   under their equation number);
 - images that did not load (naturalWidth 0);
+- output figures (an ``<img>`` inside a notebook cell's output, widgets and HTML sliders included)
+  that are not inside a numbered ``<figure>`` with a ``<figcaption>`` (the cell's
+  ``mystnb.figure`` metadata), or that the page never references by number;
+- code boxes (every ``<pre>``: code cells, their text outputs, literal blocks) whose content is wider
+  than the box, so that the reader must scroll sideways; measured with every toggled block opened;
+- a missing favicon: each page must link one, and ``/favicon.ico`` must be served at the site root;
 - widgets whose saved state did not render;
 - internal links to a missing file or a missing #anchor.
 
@@ -53,7 +59,7 @@ RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\$[^$\s][^$\n]*[\\^_{}
 
 # Runs in the page once it has loaded: waits for MathJax, widgets, fonts and images, then measures.
 INSPECT_JS = r"""
-async ({timeoutMs}) => {
+async ({timeoutMs, checkFigures = true}) => {
   const problems = [];
   const until = (cond, ms) => new Promise((resolve) => {
     const t0 = performance.now();
@@ -87,6 +93,28 @@ async ({timeoutMs}) => {
   await until(() => imgs.every((img) => img.complete), timeoutMs);
   await document.fonts.ready;
   for (const img of imgs) if (img.naturalWidth === 0) problems.push(`image did not load: ${img.currentSrc || img.src || img.outerHTML.slice(0, 120)}`);
+  // Output figures: each image a notebook output produced sits in a numbered, captioned <figure>
+  // (myst-nb writes one for a cell with {"mystnb": {"figure": {"caption": ..., "name": ...}}}),
+  // and the page refers to that figure by its number.
+  const where = (el) => { const sec = el.closest('section[id]'); const h = sec && sec.querySelector('h1, h2, h3');
+                          return `in "${h ? h.textContent.replace('#', '').trim().slice(0, 60) : '?'}"`; };
+  let outputFigures = 0;
+  const figs = new Set();
+  for (const img of (checkFigures ? document.querySelectorAll('.cell_output img') : [])) {
+    outputFigures += 1;
+    const fig = img.closest('figure');
+    const cap = fig && fig.querySelector('figcaption');
+    if (!fig || !cap || !cap.querySelector('.caption-number'))
+      problems.push(`output figure without a numbered caption ${where(img)} (${(img.getAttribute('src') || '').slice(0, 60)}): ` +
+                    'give its code cell the metadata {"mystnb": {"figure": {"caption": "...", "name": "fig-..."}}}');
+    else figs.add(fig);
+  }
+  const hrefs = Array.from(document.querySelectorAll('a[href*="#"]')).filter((a) => !a.classList.contains('headerlink'))
+    .map((a) => decodeURIComponent(a.getAttribute('href').split('#').pop()));
+  for (const fig of figs)
+    if (!fig.id || !hrefs.includes(fig.id))
+      problems.push(`${fig.querySelector('.caption-number').textContent.trim()} (${fig.id || 'no name'}) is never referenced ` +
+                    `by number on its page: write {numref}\`${fig.id || 'fig-...'}\` in the text`);
   // Math: untypeset math elements, MathJax errors, raw TeX in text outside code.
   const untypeset = mathEls.filter((el) => !el.querySelector('mjx-container'));
   for (const el of untypeset.slice(0, 5)) problems.push(`math not typeset: ${el.textContent.trim().slice(0, 80)}`);
@@ -121,8 +149,36 @@ async ({timeoutMs}) => {
   const ids = Array.from(document.querySelectorAll('[id]')).map((e) => e.id)
     .concat(Array.from(document.querySelectorAll('a[name]')).map((e) => e.name));
   return {problems, texts, links, ids, equations: document.querySelectorAll('mjx-container').length,
-          images: imgs.length, widgets: document.querySelectorAll('.jupyter-widgets').length,
+          images: imgs.length, outputFigures, widgets: document.querySelectorAll('.jupyter-widgets').length,
+          favicon: !!document.querySelector('link[rel~="icon"]'),
           widgetViews: views.length};
+}
+"""
+
+
+# Runs after the screenshot: opens every toggled block (hidden inputs, solutions), then measures the
+# code boxes. A box whose content is wider than the box scrolls sideways: the reader misses the end.
+CODE_WIDTH_JS = r"""
+async () => {
+  document.querySelectorAll('details').forEach((d) => { d.open = true; });
+  document.querySelectorAll('.toggle-hidden').forEach((e) => e.classList.remove('toggle-hidden'));
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const wide = [];
+  let boxes = 0;
+  for (const pre of document.querySelectorAll('pre')) {
+    if (!pre.clientWidth) continue;  // not displayed
+    boxes += 1;
+    if (pre.scrollWidth > pre.clientWidth) {
+      const lines = pre.textContent.split('\n');
+      const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), '');
+      const kind = pre.closest('.cell_output') ? 'output box' : (pre.closest('.cell_input') ? 'code cell' : 'code block');
+      const sec = pre.closest('section[id]'); const h = sec && sec.querySelector('h1, h2, h3');
+      wide.push(`${kind} wider than its box (${pre.scrollWidth} > ${pre.clientWidth} px) in ` +
+                `"${h ? h.textContent.replace('#', '').trim().slice(0, 50) : '?'}": longest line ${longest.length} ` +
+                `characters: ${longest.trim().slice(0, 70)}`);
+    }
+  }
+  return {wide, boxes};
 }
 """
 
@@ -140,13 +196,37 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.errors.append(f"{int(code)} {self.path}")
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # The default listen backlog (5) can overflow when Chromium opens a page's images, fonts and
+    # scripts at once while the machine is loaded; TCP then retries the dropped connections seconds
+    # later. A deeper backlog avoids those stalls.
+    request_queue_size = 128
+
+
 def serve(root: Path):
     """Start a threaded HTTP server for ``root`` on 127.0.0.1 at a free port; returns (server, base URL)."""
     handler = functools.partial(_Handler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def settle(page, pending: dict, timeout_ms: int, quiet_ms: int = 500) -> list[str]:  # pending: Request -> start
+    """Wait until none of the page's requests has been in flight for ``quiet_ms``; [] then, else the URLs
+    still in flight at the timeout. (Playwright's "networkidle" state sometimes never arrives on a loaded
+    machine although every request has finished: this waits on the requests themselves.)"""
+    deadline = time.monotonic() + timeout_ms / 1000
+    quiet_since = None
+    while time.monotonic() < deadline:
+        if pending:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_ms / 1000:
+            return []
+        page.wait_for_timeout(50)
+    return [r.url for r in pending]
 
 
 def pages_of(root: Path) -> list[str]:
@@ -302,9 +382,14 @@ def main(argv=None) -> int:
                     else note(f"request failed ({r.failure}): {r.url[len(base) - 1:][:160]}"))
             page.on("response", lambda r: note(f"HTTP {r.status}: {r.url[len(base) - 1:][:160]}") if r.status >= 400 else None)
             page.on("crash", lambda p: note("the page crashed"))
+            pending: dict = {}  # requests in flight, for the report when a page never settles
+            page.on("request", lambda r: pending.__setitem__(r, time.monotonic()))
+            page.on("requestfinished", lambda r: pending.pop(r, None))
+            page.on("requestfailed", lambda r: pending.pop(r, None))
 
             for rel in pages:
                 current["page"] = rel
+                pending.clear()
                 t0 = time.monotonic()
                 n_server_errors = len(_Handler.errors)
                 redirect = redirect_target(root / rel)
@@ -313,19 +398,24 @@ def main(argv=None) -> int:
                     links_by_page[rel] = [urljoin(base + rel, redirect)]
                     page.goto(base + rel, wait_until="load", timeout=PAGE_TIMEOUT_MS)
                     page.wait_for_url(urljoin(base + rel, redirect).split("#")[0] + "*", timeout=PAGE_TIMEOUT_MS)
-                    page.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)  # let the landing page finish
-                    rows.append((f"{rel} -> {redirect}", 0, 0, 0, 1, time.monotonic() - t0, 0))
+                    for url in settle(page, pending, PAGE_TIMEOUT_MS):  # let the landing page finish
+                        note(f"request never finished: {url[:160]}")
+                    rows.append((f"{rel} -> {redirect}", 0, 0, 0, 1, time.monotonic() - t0, 0, 0, 0))
                     continue
                 try:
                     page.goto(base + rel, wait_until="load", timeout=PAGE_TIMEOUT_MS)
                     info = page.evaluate(INSPECT_JS, {"timeoutMs": PAGE_TIMEOUT_MS})
-                    page.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
+                    for url in settle(page, pending, PAGE_TIMEOUT_MS):
+                        note(f"request never finished: {url[:160]}")
                     page.screenshot(path=str(shots / screenshot_name(rel)), full_page=True, animations="disabled")
+                    code = page.evaluate(CODE_WIDTH_JS)
                 except Exception as exc:  # noqa: BLE001 - a page that cannot be inspected is a problem of that page
                     note(f"could not inspect the page: {str(exc).splitlines()[0]}")
                     continue
-                for msg in info["problems"]:
+                for msg in info["problems"] + code["wide"]:
                     note(msg)
+                if not info["favicon"]:
+                    note('no <link rel="icon"> on the page (html.favicon in _config.yml)')
                 for snippet in raw_tex(info["texts"]):
                     note(f'raw TeX in text: "{snippet}"')
                 links_by_page[rel] = info["links"]
@@ -334,7 +424,7 @@ def main(argv=None) -> int:
                     if not any(err.split(" ", 1)[1] in m for m in problems.get(rel, [])):
                         note(f"server sent {err}")
                 rows.append((rel, info["equations"], info["images"], info["widgets"], len(info["links"]),
-                             time.monotonic() - t0, info["widgetViews"]))
+                             time.monotonic() - t0, info["widgetViews"], info["outputFigures"], code["boxes"]))
 
             # The search page, driven: a query must find pages, and its result links are checked too.
             current["page"] = "search.html (query)"
@@ -343,6 +433,11 @@ def main(argv=None) -> int:
                 note(msg)
             links_by_page["search.html (query)"] = result_links
             page.screenshot(path=str(shots / "search__query.png"), full_page=True, animations="disabled")
+            # Browsers ask for /favicon.ico at the site root whatever the page links.
+            current["page"] = "favicon.ico (site root)"
+            icon = ctx.request.get(base + "favicon.ico", timeout=PAGE_TIMEOUT_MS)
+            if not icon.ok or not icon.headers.get("content-type", "").startswith("image/"):
+                note(f"/favicon.ico: HTTP {icon.status} {icon.headers.get('content-type', '')}")
             ctx.close()
     finally:
         signal.alarm(0)
@@ -354,11 +449,13 @@ def main(argv=None) -> int:
     for page_name, msgs in link_problems.items():
         problems.setdefault(page_name, []).extend(msgs)
 
-    print(f"{'page':<34} {'equations':>9} {'images':>6} {'widgets':>7} {'links':>5} {'seconds':>7}")
-    for rel, eq, im, wd, ln, dt, _ in rows:
-        print(f"{rel:<34} {eq:>9} {im:>6} {wd:>7} {ln:>5} {dt:>7.1f}")
+    print(f"{'page':<34} {'equations':>9} {'images':>6} {'figures':>7} {'code boxes':>10} {'widgets':>7} "
+          f"{'links':>5} {'seconds':>7}")
+    for rel, eq, im, wd, ln, dt, _, fg, cb in rows:
+        print(f"{rel:<34} {eq:>9} {im:>6} {fg:>7} {cb:>10} {wd:>7} {ln:>5} {dt:>7.1f}")
     total = lambda k: sum(r[k] for r in rows)  # noqa: E731
-    print(f"pages: {len(rows)}, equations typeset: {total(1)}, images: {total(2)}, "
+    print(f"pages: {len(rows)}, equations typeset: {total(1)}, images: {total(2)} ({total(7)} output figures, "
+          f"each numbered and captioned), code boxes measured: {total(8)}, "
           f"widgets rendered from saved state: {total(6)} ({total(3)} .jupyter-widgets elements), "
           f"internal links checked: {n_checked} (external links not followed: {n_external}), "
           f"search {args.search!r}: {n_results} results, "
@@ -371,7 +468,8 @@ def main(argv=None) -> int:
             for msg in dict.fromkeys(problems[page_name]):  # keep order, drop repeats
                 print(f"    - {msg}", file=sys.stderr)
         return 1
-    print("browser check passed: no console errors, failed or off-machine requests, raw TeX, broken images or links")
+    print("browser check passed: no console errors, failed or off-machine requests, raw TeX, broken images or links, "
+          "uncaptioned figures or overflowing code boxes; favicon served")
     return 0
 
 
