@@ -1,15 +1,22 @@
 """Timing tables for the book (never a test: numbers depend on the machine and its load).
 
-    .venv/bin/python benchmarks/run.py            # everything
+    .venv/bin/python benchmarks/run.py            # everything (make bench)
+    .venv/bin/python benchmarks/run.py phases     # the phases of make test only
     .venv/bin/python benchmarks/run.py chapters   # chapter execution times only
     .venv/bin/python benchmarks/run.py training samplers
 
-Each row is the median of ``--repeat`` runs (chapters: one run each, they take tens of seconds).
+``phases`` runs each phase of ``make test`` as ``make`` runs it (set-up from nothing: a scratch venv
+with empty uv and npm caches; then ``make unit``, ``make notebooks``, ...) and reports wall time, CPU
+time (user + system of the command and everything it waited for), the load average when it started
+and its exit status; a failing phase is reported, not fatal. ``chapters`` executes each chapter once
+with nbconvert, on copies. The other rows are the median of ``--repeat`` runs. On a shared machine
+compare CPU times; wall times only at equal load.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -32,6 +39,45 @@ def median_time(fn, repeat):
     return statistics.median(times)
 
 
+def run_timed(cmd, env=None, cwd=ROOT):
+    """(wall s, CPU s of the command and all its descendants, 1-min load at start, exit status), measured
+    by scripts/phase.py (getrusage and a /proc sample of the process tree: Chromium's CPU included)."""
+    with tempfile.TemporaryDirectory(prefix="bench-phase-") as tmp:
+        table = Path(tmp) / "phase.tsv"
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "phase.py"), "bench", "--", *cmd], cwd=cwd,
+                       env={**(env or os.environ), "PHASE_TABLE": str(table)},
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, wall, cpu, load, status, _ = table.read_text().splitlines()[-1].split("\t")
+    return float(wall), float(cpu), float(load), int(status)
+
+
+def phase_note(cpu, load, status, command):
+    return f"CPU {cpu:6.1f} s, load {load:4.1f}, {'ok    ' if status == 0 else f'FAILED ({status})'}  {command}"
+
+
+# The phases of `make test`, in its order (see the Makefile for the commands behind each target).
+PHASES = [("unit", "unit"), ("notebooks", "notebooks"), ("build", "build-html"), ("browser", "browser"),
+          ("lab", "lab-check"), ("pdf", "pdf"), ("pdf check", "pdf-check")]
+
+
+def bench_phases(repeat):
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-setup-") as tmp:
+        env = {**os.environ, "UV_CACHE_DIR": f"{tmp}/uv-cache", "npm_config_cache": f"{tmp}/npm-cache",
+               "PIP_NO_CACHE_DIR": "1", "VENDOR_DIR": f"{tmp}/vendor"}
+        cmd = ["python3", "scripts/setup_env.py", "--venv", f"{tmp}/venv"]
+        wall, cpu, load, status = run_timed(cmd, env)
+        rows.append(("phase set-up: venv + pinned environment, from nothing", wall,
+                     phase_note(cpu, load, status, "python3 scripts/setup_env.py (uv; empty caches)")))
+        wall, cpu, load, status = run_timed(["bash", "scripts/vendor.sh"], env)
+        rows.append(("phase set-up: vendored MathJax and widgets, from nothing", wall,
+                     phase_note(cpu, load, status, "bash scripts/vendor.sh (empty npm cache)")))
+    for name, target in PHASES:
+        wall, cpu, load, status = run_timed(["make", "--no-print-directory", target])
+        rows.append((f"phase {name}", wall, phase_note(cpu, load, status, f"make {target}")))
+    return rows
+
+
 def bench_chapters(repeat):
     jupyter = Path(sys.executable).with_name("jupyter")
     rows = []
@@ -42,11 +88,12 @@ def bench_chapters(repeat):
             shutil.copytree(ROOT / folder, Path(tmp) / folder)
         for nb in sorted((ROOT / "chapters").glob("*.ipynb")):
             copy = Path(tmp) / "chapters" / nb.name
-            start = time.perf_counter()
-            subprocess.run([str(jupyter), "nbconvert", "--to", "notebook", "--execute", "--inplace",
-                            "--ExecutePreprocessor.timeout=900", str(copy)],
-                           cwd=ROOT / "chapters", check=True, capture_output=True)
-            rows.append((f"execute {nb.name}", time.perf_counter() - start, "one run, nbconvert"))
+            wall, cpu, load, status = run_timed(
+                [str(jupyter), "nbconvert", "--to", "notebook", "--execute", "--inplace",
+                 "--ExecutePreprocessor.timeout=900", str(copy)], cwd=Path(tmp) / "chapters")
+            rows.append((f"execute {nb.name}", wall,
+                         f"CPU {cpu:6.1f} s, load {load:4.1f}, {'ok' if status == 0 else f'FAILED ({status})'}, "
+                         f"one run, nbconvert"))
     return rows
 
 
@@ -91,7 +138,8 @@ def bench_samplers(repeat):
     return rows
 
 
-BENCHES = {"chapters": bench_chapters, "training": bench_training, "samplers": bench_samplers}
+BENCHES = {"phases": bench_phases, "chapters": bench_chapters, "training": bench_training,
+           "samplers": bench_samplers}
 
 
 def main():
@@ -104,7 +152,7 @@ def main():
     for name in args.which or BENCHES:
         rows += BENCHES[name](args.repeat)
     width = max(len(r[0]) for r in rows)
-    print(f"{'benchmark':{width}s}  {'seconds':>8s}  note")
+    print(f"{'benchmark':{width}s}  {'seconds':>8s}  note (seconds: wall time; machine: {os.cpu_count()} cores)")
     for label, seconds, note in rows:
         print(f"{label:{width}s}  {seconds:8.2f}  {note}")
 
