@@ -89,14 +89,30 @@ ENTRIES = {e.name: e for e in (
     _e("SDE-DPM-Solver++(2M)", "SDE-DPM-Solver++(2M)", "samplers:sde_dpm_solver_pp", 2, 1, "#7b4173", "8",
        stochastic=True, order=2),
     _e("Reverse SDE (Euler-Maruyama)", "reverse SDE, Euler–Maruyama", "sde:reverse_sde_euler_maruyama", 1, 1,
-       "#3182bd", "1", stochastic=True),
+       "#e6ab02", "1", stochastic=True),
     _e("Euler", "Euler", "edm:euler", 1, 1, "#e6550d", "+", identity_of="DDIM (eta = 0)"),
     _e("Heun (EDM)", "Heun (EDM)", "edm:heun", 2, 2, "#31a354", "x"),
     # EDM's stochastic sampler with its ImageNet-64 settings (Karras et al. 2022, Table 5)
     _e("EDM sampler", "EDM sampler", "edm:edm_sampler", 2, 2, "#756bb1", "2", stochastic=True, churn=40.0,
        s_tmin=0.05, s_tmax=50.0, s_noise=1.003),
     # UniPC-2 with its corrector UniC: order 3 at one model call per interval (Zhao et al. 2023)
-    _e("UniPC", "UniPC", "unipc:unipc", 3, 1, "#636363", "3", order=2, variant="bh2", corrector=True),
+    _e("UniPC", r"UniPC-2 ($B_2$)", "unipc:unipc", 3, 1, "#636363", "3", order=2, variant="bh2", corrector=True),
+    # Chapter 5: EDM's sampler without churn, naive Euler in t, the other UniPC configurations and the
+    # predictors alone (UniP-p with B(h) = 1 - e^{-h} is DPM-Solver++(pM))
+    _e("EDM sampler (churn = 0)", r"EDM sampler ($S_\mathrm{churn} = 0$)", "edm:edm_sampler", 2, 2, "#9e9ac8", "4",
+       identity_of="Heun (EDM)", churn=0.0),
+    _e("Naive Euler", r"Euler in $t$ (naive)", "edm:naive_euler", 1, 1, "#fd8d3c", "_"),
+    _e("UniPC-1", "UniPC-1", "unipc:unipc", 2, 1, "#969696", "$1$", order=1, variant="bh2", corrector=True),
+    _e("UniPC-2 (bh1)", r"UniPC-2 ($B_1$)", "unipc:unipc", 3, 1, "#bdbdbd", "$2$", order=2, variant="bh1",
+       corrector=True),
+    _e("UniPC-3 (bh1)", r"UniPC-3 ($B_1$)", "unipc:unipc", 4, 1, "#252525", "$3$", order=3, variant="bh1",
+       corrector=True),
+    _e("UniPC-3 (bh2)", r"UniPC-3 ($B_2$)", "unipc:unipc", 4, 1, "#6baed6", "$4$", order=3, variant="bh2",
+       corrector=True),
+    _e("UniP-2", "UniP-2", "unipc:unipc", 2, 1, "#74c476", "$5$", identity_of="DPM-Solver++(2M)", order=2,
+       variant="bh2", corrector=False),
+    _e("UniP-3", "UniP-3", "unipc:unipc", 3, 1, "#fdae6b", "$6$", identity_of="DPM-Solver++(3M)", order=3,
+       variant="bh2", corrector=False),
 )}
 
 
