@@ -1,0 +1,388 @@
+"""Chapter 2's helpers (DDIM): formulas displayed as a textbook prints them, the data of the figures
+(the vector diagram of one update, trajectories in the coordinates where DDIM is Euler's method),
+Monte Carlo checks of DDIM's non-Markovian forward process, and the measurement protocol of the
+miniature Table 1 (replicates, sampling-noise floor, paired reference, paired gaps).
+
+Notation (the book's)::
+
+    alpha_t, sigma_t   signal and noise scales, x_t = alpha_t x_0 + sigma_t eps
+    abar_t             alpha_t^2 (DDPM's alpha-bar); abar_s at the earlier time s < t
+    vs                 DDIM's noise scale varsigma of a step t -> s (``samplers.ddim_sigma``)
+    rho, y             noise_to_signal sigma_t / alpha_t and x / alpha_t
+    x0_hat, eps_hat    the model's predictions at (x_t, t)
+    R, n               number of replicates and samples per replicate of a measurement
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import sympy as sp
+import torch
+from sympy.parsing.sympy_parser import parse_expr
+
+from . import _checks, forward, metrics, samplers
+
+__all__ = ["Formula", "Equation", "Braced", "Aligned", "formula_names", "certificate", "update_parts",
+           "walk_kernel", "ols", "kernel_closed_form", "paper_grid", "sigma_hat_sampler",
+           "per_replicate", "paired_error", "w1_replicates", "floor", "band", "gap", "table1", "off_support",
+           "rho_y_path", "reference_path"]
+
+F64 = torch.float64
+
+
+# --- formulas as a textbook prints them ----------------------------------------------------------
+class Formula:
+    """A closed form typed once, in the order a textbook prints it.
+
+    ``source`` is Python syntax over ``names`` (a dict of SymPy symbols, ``formula_names``).
+    ``expr`` is the evaluated SymPy expression, for checks; the display keeps the typed order
+    (``sympy.latex(..., order="none")`` of the unevaluated parse). ``lhs`` is LaTeX.
+    """
+
+    def __init__(self, source: str, names: dict, lhs: str | None = None):
+        if not isinstance(source, str):
+            raise TypeError(f"source must be a str, got {type(source).__name__}")
+        self.source, self.lhs = source, lhs
+        local = {"sqrt": sp.sqrt, "log": sp.log, "pi": sp.pi, "E": sp.E, **names}
+        self.expr = parse_expr(source, local_dict=dict(local))
+        self._shown = parse_expr(source, local_dict=dict(local), evaluate=False)
+
+    def body(self) -> str:
+        return sp.latex(self._shown, order="none")
+
+    def latex(self) -> str:
+        return self.body() if self.lhs is None else f"{self.lhs} = {self.body()}"
+
+    def _repr_latex_(self):
+        return f"$\\displaystyle {self.latex()}$"
+
+    def __repr__(self):
+        return self.source if self.lhs is None else f"{self.lhs} = {self.source}"
+
+
+class Equation:
+    """``lhs = rhs`` with both sides ``Formula`` objects (e.g. a matching equation)."""
+
+    def __init__(self, lhs: Formula, rhs: Formula):
+        if not (isinstance(lhs, Formula) and isinstance(rhs, Formula)):
+            raise TypeError("lhs and rhs must be Formula objects")
+        self.lhs, self.rhs = lhs, rhs
+
+    def latex(self) -> str:
+        return f"{self.lhs.body()} = {self.rhs.body()}"
+
+    def _repr_latex_(self):
+        return f"$\\displaystyle {self.latex()}$"
+
+    def __repr__(self):
+        return f"{self.lhs.source} = {self.rhs.source}"
+
+
+class Braced:
+    """A sum of ``Formula`` terms, each under an underbrace with its label (LaTeX, e.g.
+    ``r"\\text{random noise}"``): the display of DDIM's eq. (12)."""
+
+    def __init__(self, lhs: str, terms):
+        self.lhs, self.terms = lhs, list(terms)
+        for term, label in self.terms:
+            if not isinstance(term, Formula) or not isinstance(label, str):
+                raise TypeError("terms must be (Formula, str) pairs")
+        self.expr = sp.Add(*[term.expr for term, _ in self.terms])
+
+    def latex(self) -> str:
+        parts = [rf"\underbrace{{{t.body()}}}_{{{lab}}}" for t, lab in self.terms]
+        return f"{self.lhs} = " + " + ".join(parts)
+
+    def _repr_latex_(self):
+        return f"$\\displaystyle {self.latex()}$"
+
+    def __repr__(self):
+        return f"{self.lhs} = " + " + ".join(f"[{lab}: {t.source}]" for t, lab in self.terms)
+
+
+class Aligned:
+    """Several formulas (or certificates) displayed one per line, aligned at their = signs."""
+
+    def __init__(self, *rows):
+        self.rows = list(rows)
+
+    def _repr_latex_(self):
+        lines = [r.latex().replace(" = ", " &= ", 1) for r in self.rows]
+        return "$\\displaystyle \\begin{aligned} " + r" \\ ".join(lines) + r" \end{aligned}$"
+
+    def __repr__(self):
+        return "\n".join(repr(r) for r in self.rows)
+
+
+def formula_names(S, **extra) -> dict:
+    """The names a ``Formula`` source may use, from ``symbolic.ddim.ddim_symbols``: abar_t, abar_s,
+    vs, x0, xt, x, eps, eps_theta, z, k, m, eta (and ``extra``)."""
+    names = {key: getattr(S, key) for key in
+             ("abar_t", "abar_s", "vs", "x0", "xt", "x", "eps", "z", "k", "m")}
+    names["eps_theta"] = getattr(S, "eps_theta", sp.Symbol(r"\epsilon_\theta", real=True))
+    names["eta"] = sp.Symbol("eta", positive=True)
+    names.update(extra)
+    return names
+
+
+class _Certificate:
+    def __init__(self, lhs, value, point):
+        self.lhs, self.value, self.point = lhs, value, point
+
+    def latex(self):
+        where = ", ".join(f"{sp.latex(k)} = {sp.latex(v)}" for k, v in self.point.items())
+        return rf"{self.lhs} = {sp.latex(self.value)} \quad \text{{at }} {where}"
+
+    def _repr_latex_(self):
+        return f"$\\displaystyle {self.latex()}$"
+
+    def __repr__(self):
+        return f"{self.lhs} = {self.value} at {self.point}"
+
+
+def certificate(lhs: str, expr, point: dict):
+    """The exact non-zero value of ``expr`` at the exact ``point`` (``symbolic.core.nonzero_at``),
+    as a displayable line "lhs = value at point": the certificate that a formula is wrong."""
+    from .symbolic.core import nonzero_at
+
+    return _Certificate(lhs, nonzero_at(expr, point), point)
+
+
+# --- one DDIM update, term by term (the vector diagram) -------------------------------------------
+def update_parts(mixture, schedule, x_t, t: float, s: float, eta: float, z) -> dict:
+    """The three terms of DDIM's eq. (12) for the exact model of ``mixture`` at points ``x_t``:
+    ``x0_hat``, ``signal`` = alpha_s x0_hat, ``direction`` = sqrt(sigma_s^2 - vs^2) eps_hat (the
+    "direction pointing to x_t"), ``noise`` = vs z, and ``x_s``, their sum; also ``eps_hat``."""
+    x_t = _checks.batch(x_t, "x_t")
+    t, s = torch.tensor(float(t), dtype=F64), torch.tensor(float(s), dtype=F64)
+    a_t, s_t = schedule.alpha(t), schedule.sigma(t)
+    a_s, s_s = schedule.alpha(s), schedule.sigma(s)
+    eps_hat = mixture.eps(x_t, a_t, s_t)
+    x0_hat = forward.x0_from_eps(x_t, eps_hat, a_t, s_t)
+    vs = samplers.ddim_sigma(schedule, t, s, eta)
+    parts = {"x_t": x_t, "eps_hat": eps_hat, "x0_hat": x0_hat, "signal": a_s * x0_hat,
+             "direction": torch.sqrt(s_s**2 - vs**2) * eps_hat, "noise": vs * z}
+    parts["x_s"] = parts["signal"] + parts["direction"] + parts["noise"]
+    return parts
+
+
+# --- the non-Markovian forward process, by Monte Carlo --------------------------------------------
+def walk_kernel(schedule, x0, grid, vs_of, generator) -> list:
+    """Sample DDIM's joint q_vs(x_{tau_0}, ..., x_{tau_S} | x0) top-down: x at ``grid[0]`` from
+    q(x_t | x0), then x_s ~ q_vs(x_s | x_t, x0) (DDIM's eq. 7) with noise scale ``vs_of(t, s)``,
+    using the true x0. Returns the states at every grid time, ``grid[0]`` first."""
+    x0 = _checks.batch(x0, "x0")
+    x, _ = forward.q_sample(schedule, x0, grid[0], generator=generator)
+    states = [x]
+    for t, s in zip(grid[:-1], grid[1:]):
+        eps = (x - schedule.alpha(t) * x0) / schedule.sigma(t)  # the noise inside x_t
+        vs = vs_of(t, s)
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x = schedule.alpha(s) * x0 + torch.sqrt(schedule.sigma(s) ** 2 - vs**2) * eps + vs * z
+        states.append(x)
+    return states
+
+
+def ols(y, *columns):
+    """Least squares y ~ sum_j c_j columns_j (no intercept). Returns ``(coef, se, resid_var)``:
+    coefficients, their standard errors, and the residual variance."""
+    X = torch.cat([c.reshape(-1, 1) for c in columns], 1).to(F64)
+    y = y.reshape(-1, 1).to(F64)
+    n, p = X.shape
+    coef = torch.linalg.lstsq(X, y).solution
+    resid = y - X @ coef
+    resid_var = float((resid**2).sum() / (n - p))
+    se = torch.sqrt(torch.diag(torch.linalg.inv(X.T @ X)) * resid_var)
+    return coef[:, 0], se, resid_var
+
+
+def kernel_closed_form(schedule, t, s, vs):
+    """The forward kernel q_vs(x_t | x_s, x0) = N(c_s x_s + c_0 x0, v) of DDIM's joint, numerically:
+    c_s = sqrt((1 - abar_t)(1 - abar_s - vs^2))/(1 - abar_s), c_0 = sqrt(abar_t) - sqrt(abar_s) c_s,
+    v = (1 - abar_t) vs^2 / (1 - abar_s). Returns ``(c_s, c_0, v)`` as floats."""
+    a_t, a_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s))
+    vs2 = float(vs) ** 2
+    c_s = math.sqrt((1 - a_t) * max(1 - a_s - vs2, 0.0)) / (1 - a_s)
+    return c_s, math.sqrt(a_t) - math.sqrt(a_s) * c_s, (1 - a_t) * vs2 / (1 - a_s)
+
+
+# --- the miniature Table 1 ------------------------------------------------------------------------
+def paper_grid(S: int, T: int = 1000) -> torch.Tensor:
+    """The DDIM code's uniform grid in the book's time: its indices 0, T/S, ..., (S-1) T/S are the
+    times 1, 1 + T/S, ..., 1 + (S-1) T/S; walked down, then one last step to t = 0 (S steps)."""
+    _checks.positive_int(S, "S")
+    if T % S:
+        raise ValueError(f"S must divide T={T}, got S={S}")
+    inner = 1 + torch.arange(S - 1, -1, -1, dtype=F64) * (T // S)
+    return torch.cat([inner, torch.zeros(1, dtype=F64)])
+
+
+def sigma_hat_sampler(model, x_T, schedule, ts, generator=None, callback=None):
+    """The sigma-hat row of DDIM's Table 1: DDPM's posterior mean with the larger variance
+    beta-hat = 1 - abar_t/abar_s of the forward jump (no noise on the step into t = 0).
+    ``callback({"i", "t", "x"})`` after each step, as the samplers' callback."""
+    x = _checks.batch(x_T, "x_T")
+    for i, (t, s) in enumerate(zip(ts[:-1], ts[1:])):
+        eps_hat = samplers.predict_eps(model, x, t)
+        x0_hat = forward.x0_from_eps(x, eps_hat, schedule.alpha(t), schedule.sigma(t))
+        x, _ = forward.posterior(schedule, x, x0_hat, t, s)
+        if float(s) > 0:
+            beta_hat = -torch.expm1(2 * (schedule.log_alpha(t) - schedule.log_alpha(s)))
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            x = x + torch.sqrt(beta_hat) * z
+        if callback is not None:
+            callback({"i": i, "t": s, "x": x})
+    return x
+
+
+def per_replicate(fn, x, R: int, *others) -> torch.Tensor:
+    """``fn`` on each of ``R`` equal consecutive chunks of ``x`` (and of ``others``)."""
+    _checks.positive_int(R, "R")
+    if x.shape[0] % R:
+        raise ValueError(f"x's batch {x.shape[0]} must be a multiple of R={R}")
+    chunks = zip(x.chunk(R), *(o.chunk(R) for o in others))
+    return torch.tensor([float(fn(*c)) for c in chunks], dtype=F64)
+
+
+def paired_error(x, reference, R: int) -> torch.Tensor:
+    """Mean |x - reference| per replicate: a deterministic sampler's error against the paired
+    reference (the exact ODE solution from the same x_T), free of sampling noise."""
+    return per_replicate(lambda a, b: (a - b).abs().mean(), x, R, reference)
+
+
+def w1_replicates(x, mixture, R: int, n_grid: int = 20_001) -> torch.Tensor:
+    """W1 to ``mixture`` of each of ``R`` replicates (chunks) of the samples ``x``."""
+    return per_replicate(lambda c: metrics.wasserstein_1d(c, mixture, n_grid=n_grid), x, R)
+
+
+def floor(mixture, n: int, R: int = 20, seed: int = 0, n_grid: int = 20_001) -> torch.Tensor:
+    """The sampling-noise floor: W1 to ``mixture`` of ``n`` exact samples, for ``R`` seeds."""
+    x = mixture.sample(n * R, generator=torch.Generator().manual_seed(seed))
+    return w1_replicates(x, mixture, R, n_grid)
+
+
+def band(values, q: float = 0.9):
+    """``(mean, lo, hi)``: the mean and the central ``q`` quantile band of replicate values."""
+    v = torch.as_tensor(values, dtype=F64)
+    lo, hi = torch.quantile(v, torch.tensor([(1 - q) / 2, (1 + q) / 2], dtype=F64))
+    return float(v.mean()), float(lo), float(hi)
+
+
+def gap(a, b):
+    """Paired gap of replicate values ``a - b``: ``(mean, half)`` with half = 2 standard errors.
+    "a is below b" is supported only where mean + half < 0."""
+    d = torch.as_tensor(a, dtype=F64) - torch.as_tensor(b, dtype=F64)
+    return float(d.mean()), float(2 * d.std() / math.sqrt(d.numel()))
+
+
+def table1(model, schedule, mixture, x_T, R, steps, etas, seed: int = 0):
+    """The miniature Table 1 on ``paper_grid``: rows ``eta = e`` (``samplers.ddim``) and
+    ``sigma-hat``, one column per number of steps. Returns a namespace with ``w1`` =
+    {row: W1 to ``mixture`` per replicate, shape (R, len(steps))}, ``final`` = {(row, S):
+    samples} and ``at_1`` = {(row, S): the state at t = 1, before the last step}."""
+    rows = [f"eta = {e:g}" for e in etas] + ["sigma-hat"]
+    out = SimpleNamespace(w1={row: [] for row in rows}, final={}, at_1={})
+    for S in steps:
+        grid = paper_grid(S)
+        for row in rows:
+            g = torch.Generator().manual_seed(seed)
+
+            def keep(info, key=(row, S)):
+                if float(info["t"]) == 1.0:
+                    out.at_1[key] = info["x"]
+
+            if row == "sigma-hat":
+                x = sigma_hat_sampler(model, x_T, schedule, grid, g, keep)
+            else:
+                eta = float(row.split("= ")[1])
+                x = samplers.ddim(model, x_T, schedule, grid, eta=eta, generator=g, callback=keep)
+            out.final[row, S] = x
+            out.w1[row].append(w1_replicates(x, mixture, R))
+    out.w1 = {row: torch.stack(c, 1) for row, c in out.w1.items()}
+    return out
+
+
+def off_support(x, mixture, alpha=1.0, sigma=0.0, k: float = 4.0) -> float:
+    """Share of samples farther than ``k`` standard deviations from every component of the
+    mixture noised to (alpha, sigma): each component N(alpha m, alpha^2 s^2 + sigma^2)."""
+    x = _checks.batch(x, "x")
+    centre = alpha * mixture.means[:, 0]
+    std = torch.sqrt(alpha**2 * mixture.stds[:, 0] ** 2 + sigma**2)
+    dist = ((x.reshape(-1, 1) - centre) / std).abs().min(1).values
+    return float((dist > k).to(F64).mean())
+
+
+# --- trajectories in (rho, y) ---------------------------------------------------------------------
+def rho_y_path(model, schedule, x_T, ts):
+    """Deterministic DDIM on ``ts`` from ``x_T`` (1-D samples), recorded by its callback, in the
+    coordinates rho = sigma/alpha and y = x/alpha. Returns ``(rho, y)``, y of shape (len(ts), n)."""
+    states = [x_T.reshape(-1)]
+    samplers.ddim(model, x_T, schedule, ts, callback=lambda info: states.append(info["x"].reshape(-1)))
+    rho = schedule.noise_to_signal(ts)
+    return rho, torch.stack(states) / schedule.alpha(ts)[:, None]
+
+
+def reference_path(model, schedule, x_T, ts, rtol=1e-8, atol=1e-8):
+    """The exact probability-flow ODE through the same points, by ``sde.reference_ode_solve`` from
+    each time of ``ts`` to the next (a chain). Returns ``(rho, y)`` as ``rho_y_path`` does."""
+    from .sde import reference_ode_solve
+
+    x, states = x_T, [x_T.reshape(-1)]
+    for t, s in zip(ts[:-1], ts[1:]):
+        x = reference_ode_solve(model, x, schedule, t, s, rtol=rtol, atol=atol)
+        states.append(x.reshape(-1))
+    return schedule.noise_to_signal(ts), torch.stack(states) / schedule.alpha(ts)[:, None]
+
+
+# --- figure helpers ---------------------------------------------------------------------------------
+def draw_update(ax, parts: dict, alpha_t: float, colors, data=None):
+    """Draw one DDIM update of ``update_parts`` (one 2-D point) as vectors on ``ax``: origin ->
+    alpha_s x0_hat -> + direction -> + noise = x_s, with x_t, x0_hat and, dashed, the segment from
+    alpha_t x0_hat to x_t to which the direction is parallel. ``colors``: three colours."""
+    p = {k: v[0].tolist() for k, v in parts.items()}
+    if data is not None:
+        ax.scatter(data[:, 0], data[:, 1], s=2, color="0.8", zorder=0)
+    a, b = [0.0, 0.0], p["signal"]
+    c = [b[0] + p["direction"][0], b[1] + p["direction"][1]]
+    labels = (r"$\sqrt{\bar\alpha_s}\,\hat x_0$", r"$\sqrt{1-\bar\alpha_s-\varsigma^2}\,\hat\epsilon$",
+              r"$\varsigma z$")
+    for (u, v), color, label in zip([(a, b), (b, c), (c, p["x_s"])], colors, labels):
+        if math.dist(u, v) > 1e-9:
+            ax.annotate("", xy=v, xytext=u, arrowprops=dict(arrowstyle="->", color=color, lw=1.8))
+            ax.plot([], [], color=color, label=label)
+    foot = [alpha_t * p["x0_hat"][0], alpha_t * p["x0_hat"][1]]
+    ax.plot([foot[0], p["x_t"][0]], [foot[1], p["x_t"][1]], "k--", lw=0.8)
+    ax.plot(*p["x_t"], "ko", ms=5, label="$x_t$")
+    ax.plot(*p["x0_hat"], "k*", ms=9, label=r"$\hat x_0$")
+    ax.plot(*p["x_s"], "o", ms=6, mfc="white", mec="k", label="$x_s$")
+    ax.set_aspect("equal")
+
+
+ROW_STYLE = {  # one colour and marker per row of the miniature Table 1
+    "eta = 0": ("#1f4e79", "o"), "eta = 0.2": ("#2c9aa0", "s"),
+    "eta = 0.5": ("#4f8f3a", "^"), "eta = 1": ("#c0504d", "D"),
+    "sigma-hat": ("#d08a1e", "v")}
+ROW_LABEL = {"eta = 0": r"$\eta = 0$", "eta = 0.2": r"$\eta = 0.2$", "eta = 0.5": r"$\eta = 0.5$",
+             "eta = 1": r"$\eta = 1$", "sigma-hat": r"$\hat\sigma$"}
+
+
+def draw_table1(ax, steps, w1: dict, floor_values, paired=None):
+    """W1 per row against the number of steps (mean and two standard errors over replicates, on
+    log-log axes), the floor's mean (dashed) and 90% band (shaded), and, if given, the eta = 0
+    row's paired error against the reference (dotted)."""
+    mean, lo, hi = band(floor_values)
+    ax.axhspan(lo, hi, color="0.85", zorder=0, label="floor (90% band)")
+    ax.axhline(mean, color="0.5", ls="--", lw=0.8)
+    for row, w in w1.items():
+        m = w.mean(0)
+        h = 2 * w.std(0) / math.sqrt(w.shape[0])
+        color, marker = ROW_STYLE[row]
+        ax.errorbar(steps, m, yerr=h, color=color, marker=marker, ms=4, capsize=2,
+                    label=ROW_LABEL[row])
+    if paired is not None:
+        ax.plot(steps, [float(p.mean()) for p in paired], ":", color=ROW_STYLE["eta = 0"][0],
+                label=r"$\eta = 0$: $|x - x_{\rm ref}|$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")

@@ -1,0 +1,199 @@
+"""Chapter 2's helpers: textbook displays, the update's terms, the non-Markovian joint, the
+miniature Table 1's protocol, trajectories in (rho, y)."""
+
+import math
+
+import pytest
+import sympy as sp
+import torch
+
+from diffnb import ddim_demo as dd
+from diffnb import plots, samplers, toy
+from diffnb.schedules import DiscreteVP
+from diffnb.symbolic import ddim as symd
+
+F64 = torch.float64
+SCHED = DiscreteVP.linear()
+MIX = toy.seed_mixture_1d()
+
+
+def randn(n, seed, dim=1):
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+# --- displays ----------------------------------------------------------------------------------
+def test_formula_keeps_the_typed_order_and_evaluates_for_checks():
+    S = symd.ddim_symbols()
+    f = dd.Formula("sqrt(1 - abar_s - vs**2)/sqrt(1 - abar_t)", dd.formula_names(S), "m")
+    assert f.latex() == r"m = \frac{\sqrt{1 - \bar{\alpha}_{t-1} - \varsigma_{t}^{2}}}{\sqrt{1 - \bar{\alpha}_{t}}}"
+    assert sp.simplify(f.expr - sp.sqrt(1 - S.abar_s - S.vs**2) / sp.sqrt(1 - S.abar_t)) == 0
+    assert f._repr_latex_().startswith("$\\displaystyle m = ")
+    assert repr(f) == "m = sqrt(1 - abar_s - vs**2)/sqrt(1 - abar_t)"
+
+
+def test_equation_braced_and_aligned_displays():
+    S = symd.ddim_symbols()
+    N = dd.formula_names(S)
+    eq = dd.Equation(dd.Formula("k + m*sqrt(abar_t)", N), dd.Formula("sqrt(abar_s)", N))
+    assert eq.latex() == r"k + m \sqrt{\bar{\alpha}_{t}} = \sqrt{\bar{\alpha}_{t-1}}"
+    br = dd.Braced("x", [(dd.Formula("vs*z", N), r"\text{noise}"), (dd.Formula("k", N), "b")])
+    assert br.latex() == r"x = \underbrace{\varsigma_{t} z}_{\text{noise}} + \underbrace{k}_{b}"
+    assert br.expr == S.vs * S.z + S.k
+    text = dd.Aligned(eq, dd.Formula("m", N, "y"))._repr_latex_()
+    assert r"\begin{aligned} k + m \sqrt{\bar{\alpha}_{t}} &= " in text and r" \\ y &= m " in text
+
+
+def test_certificate_is_exact_and_refuses_a_zero():
+    x = sp.Symbol("x", positive=True)
+    cert = dd.certificate("r", x**2 - 2, {x: sp.Rational(1, 2)})
+    assert cert.value == sp.Rational(-7, 4)
+    assert r"r = - \frac{7}{4} \quad \text{at } x = \frac{1}{2}" == cert.latex()
+    with pytest.raises(ValueError):
+        dd.certificate("r", x - 1, {x: 1})
+
+
+def test_display_bad_input():
+    with pytest.raises(TypeError, match="source"):
+        dd.Formula(1, {})
+    with pytest.raises(TypeError, match="Formula"):
+        dd.Equation("a", "b")
+    with pytest.raises(TypeError, match="pairs"):
+        dd.Braced("x", [("a", "b")])
+
+
+# --- one update ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_update_parts_add_up_to_the_library_step(eta):
+    ring = toy.mixture_2d()
+    x_t = randn(5, 0, dim=2)
+    z = randn(5, 1, dim=2)
+    parts = dd.update_parts(ring, SCHED, x_t, 300.0, 120.0, eta, z)
+    step = samplers.ddim(ring.eps_model(SCHED), x_t, SCHED, torch.tensor([300.0, 120.0], dtype=F64),
+                         eta=eta, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(parts["x_s"], step, atol=1e-12)
+    # the direction is parallel to x_t - alpha_t x0_hat
+    foot = x_t - SCHED.alpha(torch.tensor(300.0)) * parts["x0_hat"]
+    cross = parts["direction"][:, 0] * foot[:, 1] - parts["direction"][:, 1] * foot[:, 0]
+    assert cross.abs().max() < 1e-10
+
+
+# --- the joint -----------------------------------------------------------------------------------
+def test_walk_kernel_with_no_noise_is_the_marginal_with_one_eps():
+    x0 = MIX.sample(50, generator=torch.Generator().manual_seed(0))
+    grid = torch.tensor([1000.0, 500.0, 20.0], dtype=F64)
+    states = dd.walk_kernel(SCHED, x0, grid, lambda t, s: 0 * SCHED.sigma(s), torch.Generator().manual_seed(1))
+    eps = (states[0] - SCHED.alpha(grid[0]) * x0) / SCHED.sigma(grid[0])
+    for x, t in zip(states, grid):
+        assert torch.allclose(x, SCHED.alpha(t) * x0 + SCHED.sigma(t) * eps, atol=1e-12)
+
+
+def test_walk_kernel_keeps_the_marginal_variance():
+    x0 = torch.zeros(40_000, 1, dtype=F64)
+    grid = torch.tensor([1000.0, 600.0, 100.0], dtype=F64)
+    states = dd.walk_kernel(SCHED, x0, grid, lambda t, s: samplers.ddim_sigma(SCHED, t, s, 0.5),
+                            torch.Generator().manual_seed(2))
+    for x, t in zip(states, grid):
+        assert abs(float(x.var()) / float(SCHED.sigma(t)) ** 2 - 1) < 4 * math.sqrt(2 / 40_000)
+
+
+def test_ols_recovers_exact_coefficients_and_kernel_closed_form_at_eta_one():
+    a, b = randn(100, 0), randn(100, 1)
+    coef, se, resid = dd.ols(2 * a - 3 * b, a, b)
+    assert torch.allclose(coef, torch.tensor([2.0, -3.0], dtype=F64), atol=1e-12) and resid < 1e-20
+    assert se.shape == (2,)
+    t, s = torch.tensor(600.0, dtype=F64), torch.tensor(300.0, dtype=F64)
+    c_s, c_0, v = dd.kernel_closed_form(SCHED, t, s, samplers.ddim_sigma(SCHED, t, s, 1.0))
+    ratio = float(SCHED.alpha_bar(t) / SCHED.alpha_bar(s))
+    assert abs(c_0) < 1e-12 and math.isclose(c_s, math.sqrt(ratio), rel_tol=1e-12)
+    assert math.isclose(v, 1 - ratio, rel_tol=1e-10)
+
+
+# --- Table 1 -------------------------------------------------------------------------------------
+def test_paper_grid():
+    assert dd.paper_grid(10).tolist() == [901.0, 801, 701, 601, 501, 401, 301, 201, 101, 1, 0]
+    assert len(dd.paper_grid(100)) == 101
+    with pytest.raises(ValueError, match="divide"):
+        dd.paper_grid(7)
+
+
+def test_sigma_hat_sampler_is_the_posterior_mean_plus_beta_hat_noise():
+    x0 = torch.full((20, 1), 0.3, dtype=F64)
+    model = lambda x, t: (x - SCHED.alpha(t)[:, None] * x0) / SCHED.sigma(t)[:, None]  # noqa: E731
+    x_T = randn(20, 3)
+    ts = torch.tensor([800.0, 300.0, 0.0], dtype=F64)
+    seen = []
+    out = dd.sigma_hat_sampler(model, x_T, SCHED, ts, torch.Generator().manual_seed(4),
+                               callback=lambda info: seen.append(float(info["t"])))
+    assert seen == [300.0, 0.0]
+    assert torch.allclose(out, x0, atol=1e-12)  # the last step adds no noise
+    g = torch.Generator().manual_seed(5)
+    one = dd.sigma_hat_sampler(model, x_T, SCHED, ts[:2], g)
+    from diffnb import forward
+    mean, _ = forward.posterior(SCHED, x_T, x0, ts[0], ts[1])
+    beta_hat = 1 - SCHED.alpha_bar(ts[0]) / SCHED.alpha_bar(ts[1])
+    z = torch.randn(20, 1, generator=torch.Generator().manual_seed(5), dtype=F64)
+    assert torch.allclose(one, mean + torch.sqrt(beta_hat) * z, atol=1e-12)
+
+
+def test_replicates_floor_band_gap():
+    x = MIX.sample(3000, generator=torch.Generator().manual_seed(0))
+    w = dd.w1_replicates(x, MIX, 3)
+    assert w.shape == (3,) and bool((w > 0).all())
+    with pytest.raises(ValueError, match="multiple"):
+        dd.w1_replicates(x, MIX, 7)
+    f = dd.floor(MIX, 500, R=20, seed=1)
+    assert f.shape == (20,) and 0.002 < float(f.mean()) < 0.05
+    mean, lo, hi = dd.band(torch.arange(1.0, 102.0))
+    assert mean == 51.0 and math.isclose(lo, 6.0) and math.isclose(hi, 96.0)
+    d, h = dd.gap(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 0.0]))
+    assert d == 2.0 and math.isclose(h, 2.0 / math.sqrt(3))
+    err = dd.paired_error(x, x + 0.5, 3)
+    assert torch.allclose(err, torch.full((3,), 0.5, dtype=F64))
+
+
+def test_table1_rows_and_states():
+    model = MIX.eps_model(SCHED)
+    x_T = randn(400, 6)
+    out = dd.table1(model, SCHED, MIX, x_T, 2, (10, 20), (0.0, 1.0), seed=7)
+    assert set(out.w1) == {"eta = 0", "eta = 1", "sigma-hat"}
+    assert all(v.shape == (2, 2) for v in out.w1.values())
+    assert set(out.at_1) == set(out.final) and len(out.final) == 6
+    ref = samplers.ddim(model, x_T, SCHED, dd.paper_grid(20))
+    assert torch.equal(out.final["eta = 0", 20], ref)
+    last = samplers.ddim(model, out.at_1["eta = 0", 20], SCHED, torch.tensor([1.0, 0.0], dtype=F64))
+    assert torch.allclose(last, ref, atol=1e-12)
+
+
+def test_off_support():
+    x = MIX.sample(20_000, generator=torch.Generator().manual_seed(8))
+    assert dd.off_support(x, MIX) < 1e-3
+    assert dd.off_support(torch.tensor([[0.3], [2.0]], dtype=F64), MIX) == 1.0
+    assert dd.off_support(torch.tensor([[0.5]], dtype=F64), MIX, alpha=1.0, sigma=0.01) == 0.0
+
+
+# --- trajectories and figures -------------------------------------------------------------------
+def test_rho_y_path_is_euler_and_reference_path_is_exact_for_a_point():
+    point = toy.EmpiricalMixture(torch.tensor([[0.3]], dtype=F64))
+    model = point.eps_model(SCHED)
+    x_T = randn(4, 9)
+    ts = torch.tensor([900.0, 400.0, 50.0, 1.0], dtype=F64)
+    rho, y = dd.rho_y_path(model, SCHED, x_T, ts)
+    assert torch.allclose(y[0], x_T[:, 0] / SCHED.alpha(ts[0]))
+    line = 0.3 + (y[0] - 0.3) * (rho / rho[0])[:, None]  # the exact flow of a point mass
+    assert torch.allclose(y, line, atol=1e-10)
+    rho_r, y_r = dd.reference_path(model, SCHED, x_T, ts)
+    assert torch.equal(rho_r, rho) and torch.allclose(y_r, line, atol=1e-6)
+
+
+def test_figure_helpers_draw():
+    ring = toy.mixture_2d()
+    parts = dd.update_parts(ring, SCHED, randn(1, 0, 2), 200.0, 80.0, 1.0, randn(1, 1, 2))
+    fig, axes = plots.figure(ncols=2)
+    dd.draw_update(axes[0], parts, float(SCHED.alpha(torch.tensor(200.0))), plots.COLORS[:3])
+    w1 = {"eta = 0": torch.rand(5, 2, dtype=F64) + 0.01, "sigma-hat": torch.rand(5, 2, dtype=F64) + 0.01}
+    dd.draw_table1(axes[1], (10, 20), w1, torch.rand(20, dtype=F64) + 0.01, [torch.ones(5), torch.ones(5)])
+    assert len(axes[0].get_legend_handles_labels()[1]) == 6
+    assert len(axes[1].get_legend_handles_labels()[1]) == 4
+    for ax in axes:
+        ax.set(xlabel="a", ylabel="b")
+    plots.show(fig)
