@@ -10,7 +10,8 @@ playwright, and reports, page by page:
 - failed requests (network errors and HTTP status >= 400, seen by the browser or by the server);
 - requests to any host other than the local server (aborted before they leave the machine; DNS for
   every other host is also mapped to NOTFOUND);
-- math left as raw TeX ($$, \\(, \\[, \\begin{...} or $...$ with TeX in text outside code), math
+- math left as raw TeX ($$, \\(, \\[, \\begin{...}, $...$ with TeX, or a bare \\frac, \\beta, ... in text
+  outside code), math
   elements MathJax did not typeset, MathJax errors (mjx-merror) and undefined macros (shown in red);
 - display equations wider than the text column (at the 1280 px viewport they are cut off and slide
   under their equation number);
@@ -54,8 +55,15 @@ CHROMIUM_ARGS = [
 PAGE_TIMEOUT_MS = 30_000
 TOTAL_TIMEOUT_S = 300  # the whole check, server included, stops by itself after this
 
-# Raw TeX in visible text: display/inline delimiters, environments, or $...$ holding TeX syntax.
-RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\$[^$\s][^$\n]*[\\^_{}][^$\n]*\$")
+# Raw TeX in visible text: display/inline delimiters, environments, $...$ holding TeX syntax, or a
+# common TeX command on its own (what is left when markdown breaks an inline formula apart, e.g. a
+# line of the formula that starts with "+ " and becomes a list item). The PDF check uses it too.
+TEX_COMMANDS = ("frac", "sqrt", "begin", "end", "left", "right", "mathrm", "mathbf", "mathbb", "mathcal",
+                "operatorname", "text", "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "eta",
+                "theta", "lambda", "mu", "sigma", "tau", "phi", "nabla", "partial", "int", "sum", "prod",
+                "cdot", "times", "leq", "geq", "approx", "mid", "bar", "hat", "tilde", "quad", "log", "exp")
+RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\(?:" + "|".join(TEX_COMMANDS) + r")(?![a-zA-Z])"
+                     r"|\$[^$\s][^$\n]*[\\^_{}][^$\n]*\$")
 
 # Runs in the page once it has loaded: waits for MathJax, widgets, fonts and images, then measures.
 INSPECT_JS = r"""

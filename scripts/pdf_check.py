@@ -30,15 +30,10 @@ from pathlib import Path
 
 import nbformat
 import yaml
+# The browser check's pattern: delimiters, environments, $...$ with TeX, bare common TeX commands.
+from browser_check import RAW_TEX
 
 ROOT = Path(__file__).resolve().parent.parent
-
-TEX_COMMANDS = ("frac", "sqrt", "begin", "end", "left", "right", "mathrm", "mathbf", "mathbb", "mathcal",
-                "operatorname", "text", "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "eta",
-                "theta", "lambda", "mu", "sigma", "tau", "phi", "nabla", "partial", "int", "sum", "prod",
-                "cdot", "times", "leq", "geq", "approx", "mid", "bar", "hat", "tilde", "quad", "log", "exp")
-RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\(?:" + "|".join(TEX_COMMANDS) + r")(?![a-zA-Z])"
-                     r"|\$[^$\s][^$\n]*[\\^_{}][^$\n]*\$")
 
 
 def toc_files(toc_path: Path) -> list[str]:
