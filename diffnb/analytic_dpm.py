@@ -41,7 +41,7 @@ from .toy import GaussianMixture
 
 __all__ = ["VARIANCES", "x0_posterior", "x0_variance", "expected_x0_variance",
            "expected_x0_variance_from_eps", "jump_variances", "reverse_variances", "respaced_ddpm",
-           "reverse_kernel", "ddpm_kernel", "mode_spread", "mode_mass", "w1_by_seed",
+           "reverse_kernel", "ddpm_kernel", "kernel_curves", "mode_spread", "mode_mass", "w1_by_seed",
            "binned_z"]
 
 F64 = torch.float64
@@ -218,6 +218,26 @@ def ddpm_kernel(mixture, schedule, x_t: float, t: float, s: float, variance: flo
     x0_hat = float(mix.x0_hat(xt, float(schedule.alpha(t)), float(schedule.sigma(t))))
     a, b, _ = (float(v) for v in posterior_coefficients(schedule, t, s))
     return a * float(x_t) + b * x0_hat, float(variance)
+
+
+def kernel_curves(mixture, schedule, x_t: float, t: float, s: float, n: int = 1001):
+    """The densities of three reverse kernels for one jump t -> s at one point x_t of a 1-D mixture, on
+    a grid of ``n`` points centred on DDPM's mean and wide enough for all three (4 standard deviations
+    of the widest): the true kernel q(x_s | x_t) (``reverse_kernel``), DDPM's Gaussian with variance
+    beta_tilde_{t|s} and the Gaussian with Analytic-DPM's v*_{t|s}, both with the exact mean.
+    Returns a dict with keys ``grid`` (n,), ``exact``, ``beta_tilde``, ``optimal`` (each (n,))."""
+    _checks.positive_int(n, "n")
+    kernel = reverse_kernel(mixture, schedule, x_t, t, s)
+    bt = float(posterior_coefficients(schedule, t, s)[2])
+    v_opt = float(reverse_variances(schedule, torch.tensor([float(t), float(s)], dtype=F64), "optimal",
+                                    mixture)[0])
+    mean, _ = ddpm_kernel(mixture, schedule, x_t, t, s, bt)
+    half_width = 4 * max(float(kernel.stds.max()), v_opt**0.5)
+    grid = torch.linspace(mean - half_width, mean + half_width, n, dtype=F64)[:, None]
+    out = {"grid": grid[:, 0], "exact": kernel.log_prob(grid).exp()}
+    for kind, v in (("beta_tilde", bt), ("optimal", v_opt)):
+        out[kind] = GaussianMixture([1.0], [mean], [v**0.5]).log_prob(grid).exp()
+    return out
 
 
 def mode_spread(samples, mixture):
