@@ -51,7 +51,7 @@ def draw(ax, n_curves, n_dots, lw, dot_size):
 
 def logo_svg() -> bytes:
     plt.rcParams["svg.hashsalt"] = "diffnb-logo"
-    fig = plt.figure(figsize=(3.2, 1.6))
+    fig = plt.figure(figsize=(3.2, 1.1))
     ax = fig.add_axes([0, 0, 1, 1])
     draw(ax, n_curves=4, n_dots=60, lw=1.6, dot_size=7)
     buf = io.BytesIO()
