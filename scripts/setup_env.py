@@ -123,20 +123,20 @@ def main(argv=None) -> int:
         print(f"setup: creating {env_dir}")
         venv.create(env_dir, with_pip=True)
     py = str(py)
-    ok = False
+    ok, used = False, args.installer
     if args.installer == "uv":
         ok = install_with_uv(py, args.uv_version)
         if not ok:
             print("setup: the uv route failed; installing the same pinned files with pip instead", flush=True)
     if not ok:
-        ok = install_with_pip(py)
+        ok, used = install_with_pip(py), "pip"
     # Never a CUDA build: the pinned torch must be the CPU one, and no nvidia-* wheel may have come with it.
     check = ("import importlib.metadata as m, torch; "
              "bad = sorted(d.metadata['Name'] for d in m.distributions() if d.metadata['Name'].lower().startswith('nvidia')); "
              "assert torch.version.cuda is None and not bad, (torch.__version__, torch.version.cuda, bad); "
              "print('setup: torch', torch.__version__, '(CPU build)')")
     ok = ok and run([py, "-c", check], label="checking that torch is the CPU build and no nvidia-* package came in")
-    print(f"setup: {'done' if ok else 'FAILED'} in {time.monotonic() - t0:.0f} s ({args.installer})")
+    print(f"setup: {'done' if ok else 'FAILED'} in {time.monotonic() - t0:.0f} s ({used})")
     return 0 if ok else 1
 
 
