@@ -30,7 +30,7 @@ from .toy import GaussianMixture
 __all__ = ["overlapping_mixture_1d", "rescale_into", "exact_guidance", "guided_model", "log_tilted",
            "Tilted1D", "tilted_1d", "sample_tilted", "normal_quantiles", "ode_quantiles_1d",
            "sde_endpoint", "sliced_w1", "floor", "paired_bake", "path_constants", "noised_score_1d",
-           "split_scores"]
+           "split_scores", "laws_1d", "laws_nd", "floor_1d", "floor_nd", "ode_density_1d"]
 
 F64 = torch.float64
 
@@ -262,3 +262,51 @@ def noised_score_1d(tilted: Tilted1D, alpha: float, sigma: float, x) -> torch.Te
     logw = torch.log(tilted.pdf.clamp_min(1e-300))[None, :] - (x - alpha * g) ** 2 / (2 * sigma**2)
     w = torch.softmax(logw, 1)
     return ((alpha * g - x) * w).sum(1) / sigma**2
+
+
+def laws_1d(mix, c, scale, schedule, n_ode: int = 500, n_sde: int = 1000, seeds: int = 4, steps: int = 400,
+            seed: int = 0) -> SimpleNamespace:
+    """Distances to p_s(x0 | c) of a 1-D mixture: ``ode`` the exact W1 of the guided ODE's endpoint law (from
+    ``n_ode`` quantiles), ``sde`` the W1 of ``seeds`` independent sets of ``n_sde`` guided-SDE samples (one
+    batch, split), with ``p_s``, the quantiles ``u``, ``q`` and the samples ``x_sde``."""
+    model = guided_model(mix, schedule, c, scale)
+    p_s = tilted_1d(mix, c, scale)
+    u, q = ode_quantiles_1d(model, schedule, n=n_ode)
+    g = torch.Generator().manual_seed(seed)
+    x_sde = sde_endpoint(model, schedule, torch.randn(n_sde * seeds, 1, generator=g, dtype=F64), steps, g)
+    return SimpleNamespace(ode=p_s.w1_quantiles(q, u), sde=tuple(p_s.w1(x) for x in torch.chunk(x_sde, seeds)),
+                           p_s=p_s, u=u, q=q, x_sde=x_sde)
+
+
+def floor_1d(p_s: Tilted1D, n: int, seeds=range(100, 120)) -> Floor:
+    """W1 of n exact samples of p_s against p_s, over seeds."""
+    return floor(p_s.w1(p_s.sample(n, torch.Generator().manual_seed(j))) for j in seeds)
+
+
+def laws_nd(mix, c, scale, schedule, n: int = 1000, seeds: int = 4, ode_sets: int = 2, steps: int = 400,
+            seed: int = 0) -> SimpleNamespace:
+    """Sliced W1 to p_s(x0 | c) in any dimension: ``ode_sets`` sets of n guided-ODE endpoints (reference solves)
+    and ``seeds`` sets of n guided-SDE samples, each against its own set of n exact samples of p_s."""
+    model = guided_model(mix, schedule, c, scale)
+    g = torch.Generator().manual_seed(seed)
+    x_T = torch.randn(n * seeds, mix.dim, generator=g, dtype=F64)
+    x_ode = sde.reference_ode_solve(model, x_T[:n * ode_sets], schedule, schedule.t_max, 0.0, rtol=1e-8, atol=1e-8)
+    x_sde = sde_endpoint(model, schedule, x_T, steps, g)
+    ref = torch.chunk(sample_tilted(mix, c, scale, n * (seeds + ode_sets), torch.Generator().manual_seed(seed + 50)),
+                      seeds + ode_sets)
+    ode = tuple(sliced_w1(x, r) for x, r in zip(torch.chunk(x_ode, ode_sets), ref[seeds:]))
+    return SimpleNamespace(ode=ode, sde=tuple(sliced_w1(x, r) for x, r in zip(torch.chunk(x_sde, seeds), ref)),
+                           x_ode=x_ode, x_sde=x_sde, ref=ref[0])
+
+
+def floor_nd(mix, c, scale, n: int, seeds=range(20)) -> Floor:
+    """Sliced W1 between two independent sets of n exact samples of p_s, over seeds."""
+    def one(j):
+        a, b = (sample_tilted(mix, c, scale, n, torch.Generator().manual_seed(200 + 2 * j + i)) for i in (0, 1))
+        return sliced_w1(a, b)
+    return floor(one(j) for j in seeds)
+
+
+def ode_density_1d(u, q):
+    """(x, density) of a 1-D law from its quantiles q at the points u: du/dQ at the midpoints."""
+    return (q[1:] + q[:-1]) / 2, (u[1:] - u[:-1]) / (q[1:] - q[:-1])
