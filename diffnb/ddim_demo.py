@@ -26,7 +26,7 @@ from . import _checks, forward, metrics, samplers
 
 __all__ = ["Formula", "Equation", "Braced", "Aligned", "formula_names", "certificate", "update_parts",
            "walk_kernel", "ols", "kernel_closed_form", "paper_grid", "sigma_hat_sampler",
-           "per_replicate", "paired_error", "w1_replicates", "floor", "band", "gap", "table1", "off_support",
+           "per_replicate", "paired_error", "w1_replicates", "band", "gap", "table1", "off_support",
            "rho_y_path", "reference_path"]
 
 F64 = torch.float64
@@ -253,14 +253,9 @@ def paired_error(x, reference, R: int) -> torch.Tensor:
 
 
 def w1_replicates(x, mixture, R: int, n_grid: int = 20_001) -> torch.Tensor:
-    """W1 to ``mixture`` of each of ``R`` replicates (chunks) of the samples ``x``."""
+    """W1 to ``mixture`` of each of ``R`` replicates (chunks) of the samples ``x`` (``n_grid`` as in
+    ``metrics.wasserstein_1d``; compare with ``metrics.w1_floor`` at the same ``n_grid``)."""
     return per_replicate(lambda c: metrics.wasserstein_1d(c, mixture, n_grid=n_grid), x, R)
-
-
-def floor(mixture, n: int, R: int = 20, seed: int = 0, n_grid: int = 20_001) -> torch.Tensor:
-    """The sampling-noise floor: W1 to ``mixture`` of ``n`` exact samples, for ``R`` seeds."""
-    x = mixture.sample(n * R, generator=torch.Generator().manual_seed(seed))
-    return w1_replicates(x, mixture, R, n_grid)
 
 
 def band(values, q: float = 0.9):
@@ -271,8 +266,10 @@ def band(values, q: float = 0.9):
 
 
 def gap(a, b):
-    """Paired gap of replicate values ``a - b``: ``(mean, half)`` with half = 2 standard errors.
-    "a is below b" is supported only where mean + half < 0."""
+    """Gap of replicate values ``a - b``: ``(mean, half)`` with half = 2 standard errors of the mean
+    difference, estimated from the replicate differences (paired replicates share x_T; for independent
+    replicates of equal number it estimates the same standard error). "a is below b" is supported only
+    where mean + half < 0, "a is above b" where mean - half > 0."""
     d = torch.as_tensor(a, dtype=F64) - torch.as_tensor(b, dtype=F64)
     return float(d.mean()), float(2 * d.std() / math.sqrt(d.numel()))
 
@@ -360,21 +357,28 @@ def draw_update(ax, parts: dict, alpha_t: float, colors, data=None):
     ax.set_aspect("equal")
 
 
-ROW_STYLE = {  # one colour and marker per row of the miniature Table 1
-    "eta = 0": ("#1f4e79", "o"), "eta = 0.2": ("#2c9aa0", "s"),
-    "eta = 0.5": ("#4f8f3a", "^"), "eta = 1": ("#c0504d", "D"),
-    "sigma-hat": ("#d08a1e", "v")}
+def _catalogue(name):
+    from .catalogue import style
+
+    st = style(name)
+    return st["color"], st["marker"]
+
+
+# One colour and marker per row of the miniature Table 1: the catalogue's for its entries, colours
+# the catalogue does not use for the rest.
+ROW_STYLE = {"eta = 0": _catalogue("DDIM (eta = 0)"), "eta = 0.2": ("#5ab4ac", "P"),
+             "eta = 0.5": ("#8064a2", "d"), "eta = 1": _catalogue("DDIM (eta = 1)"),
+             "sigma-hat": ("#b15928", "v"), "DDPM": _catalogue("DDPM")}
 ROW_LABEL = {"eta = 0": r"$\eta = 0$", "eta = 0.2": r"$\eta = 0.2$", "eta = 0.5": r"$\eta = 0.5$",
-             "eta = 1": r"$\eta = 1$", "sigma-hat": r"$\hat\sigma$"}
+             "eta = 1": r"$\eta = 1$", "sigma-hat": r"$\hat\sigma$", "DDPM": "DDPM"}
 
 
-def draw_table1(ax, steps, w1: dict, floor_values, paired=None):
+def draw_table1(ax, steps, w1: dict, floor, paired=None):
     """W1 per row against the number of steps (mean and two standard errors over replicates, on
-    log-log axes), the floor's mean (dashed) and 90% band (shaded), and, if given, the eta = 0
-    row's paired error against the reference (dotted)."""
-    mean, lo, hi = band(floor_values)
-    ax.axhspan(lo, hi, color="0.85", zorder=0, label="floor (90% band)")
-    ax.axhline(mean, color="0.5", ls="--", lw=0.8)
+    log-log axes); the floor (a ``metrics.Floor``: its mean dashed, its range over seeds shaded);
+    and, if given, the eta = 0 row's paired error against the reference (dotted)."""
+    ax.axhspan(*floor.band, color="0.85", zorder=0, label="floor (range over seeds)")
+    ax.axhline(floor.mean, color="0.5", ls="--", lw=0.8)
     for row, w in w1.items():
         m = w.mean(0)
         h = 2 * w.std(0) / math.sqrt(w.shape[0])

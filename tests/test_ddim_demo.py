@@ -8,7 +8,7 @@ import sympy as sp
 import torch
 
 from diffnb import ddim_demo as dd
-from diffnb import plots, samplers, toy
+from diffnb import metrics, plots, samplers, toy
 from diffnb.schedules import DiscreteVP
 from diffnb.symbolic import ddim as symd
 
@@ -141,8 +141,6 @@ def test_replicates_floor_band_gap():
     assert w.shape == (3,) and bool((w > 0).all())
     with pytest.raises(ValueError, match="multiple"):
         dd.w1_replicates(x, MIX, 7)
-    f = dd.floor(MIX, 500, R=20, seed=1)
-    assert f.shape == (20,) and 0.002 < float(f.mean()) < 0.05
     mean, lo, hi = dd.band(torch.arange(1.0, 102.0))
     assert mean == 51.0 and math.isclose(lo, 6.0) and math.isclose(hi, 96.0)
     d, h = dd.gap(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 0.0]))
@@ -185,13 +183,25 @@ def test_rho_y_path_is_euler_and_reference_path_is_exact_for_a_point():
     assert torch.equal(rho_r, rho) and torch.allclose(y_r, line, atol=1e-6)
 
 
+def test_row_styles_are_distinct_and_follow_the_catalogue():
+    from diffnb import catalogue
+
+    assert dd.ROW_STYLE["eta = 0"][0] == catalogue.style("DDIM (eta = 0)")["color"]
+    assert dd.ROW_STYLE["eta = 1"][0] == catalogue.style("DDIM (eta = 1)")["color"]
+    assert len({c for c, _ in dd.ROW_STYLE.values()}) == len(dd.ROW_STYLE)
+    assert len({m for _, m in dd.ROW_STYLE.values()}) == len(dd.ROW_STYLE)
+    others = {e.color for name, e in catalogue.ENTRIES.items() if name not in ("DDPM", "DDIM (eta = 0)", "DDIM (eta = 1)")}
+    assert not others & {dd.ROW_STYLE[r][0] for r in ("eta = 0.2", "eta = 0.5", "sigma-hat")}
+
+
 def test_figure_helpers_draw():
     ring = toy.mixture_2d()
     parts = dd.update_parts(ring, SCHED, randn(1, 0, 2), 200.0, 80.0, 1.0, randn(1, 1, 2))
     fig, axes = plots.figure(ncols=2)
     dd.draw_update(axes[0], parts, float(SCHED.alpha(torch.tensor(200.0))), plots.COLORS[:3])
     w1 = {"eta = 0": torch.rand(5, 2, dtype=F64) + 0.01, "sigma-hat": torch.rand(5, 2, dtype=F64) + 0.01}
-    dd.draw_table1(axes[1], (10, 20), w1, torch.rand(20, dtype=F64) + 0.01, [torch.ones(5), torch.ones(5)])
+    floor = metrics.w1_floor(MIX, 200, seeds=range(3), n_grid=2001)
+    dd.draw_table1(axes[1], (10, 20), w1, floor, [torch.ones(5), torch.ones(5)])
     assert len(axes[0].get_legend_handles_labels()[1]) == 6
     assert len(axes[1].get_legend_handles_labels()[1]) == 4
     for ax in axes:
