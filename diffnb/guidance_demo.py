@@ -30,7 +30,8 @@ from .toy import GaussianMixture
 __all__ = ["overlapping_mixture_1d", "rescale_into", "exact_guidance", "guided_model", "log_tilted",
            "Tilted1D", "tilted_1d", "sample_tilted", "normal_quantiles", "ode_quantiles_1d",
            "sde_endpoint", "sliced_w1", "floor", "paired_bake", "path_constants", "noised_score_1d",
-           "split_scores", "laws_1d", "laws_nd", "floor_1d", "floor_nd", "ode_density_1d"]
+           "split_scores", "laws_1d", "laws_nd", "floor_1d", "floor_nd", "ode_density_1d",
+           "mixture_quantiles"]
 
 F64 = torch.float64
 
@@ -310,3 +311,12 @@ def floor_nd(mix, c, scale, n: int, seeds=range(20)) -> Floor:
 def ode_density_1d(u, q):
     """(x, density) of a 1-D law from its quantiles q at the points u: du/dQ at the midpoints."""
     return (q[1:] + q[:-1]) / 2, (u[1:] - u[:-1]) / (q[1:] - q[:-1])
+
+
+def mixture_quantiles(mix: GaussianMixture, u, half_width: float = 10.0, n_grid: int = 400_001) -> torch.Tensor:
+    """Quantiles of a 1-D mixture at the levels u, by interpolating its exact CDF on a grid spanning the
+    components' means +- ``half_width`` standard deviations."""
+    m, s = mix.means[:, 0], mix.stds[:, 0]
+    grid = torch.linspace(float((m - half_width * s).min()), float((m + half_width * s).max()), n_grid, dtype=F64)
+    u = torch.as_tensor(u, dtype=F64)
+    return torch.from_numpy(np.interp(u.numpy(), mix.cdf_1d(grid).numpy(), grid.numpy()))

@@ -226,3 +226,26 @@ def test_noised_score_of_the_conditional_is_the_conditional_score():
     a, s = 0.8, 0.6
     exact = mix.conditional(c).score(x[:, None], a, s)[:, 0]
     assert torch.allclose(gdm.noised_score_1d(p, a, s, x), exact, rtol=1e-6, atol=1e-6)
+
+
+def test_mixture_quantiles_and_ode_density():
+    mix = toy.GaussianMixture([1.0], [0.3], [0.2])
+    u, z = gdm.normal_quantiles(400)
+    q = gdm.mixture_quantiles(mix, u)
+    assert torch.allclose(q, 0.3 + 0.2 * z[:, 0], atol=1e-6)
+    xd, dens = gdm.ode_density_1d(u, q)
+    exact = torch.exp(-((xd - 0.3) / 0.2) ** 2 / 2) / (0.2 * math.sqrt(2 * math.pi))
+    assert float((dens - exact).abs().max()) < 2e-3 * float(exact.max())
+
+
+def test_laws_and_floors_at_scale_1():
+    mix, c = MIXES["overlap"]
+    law = gdm.laws_1d(mix, c, 1.0, SCH, n_ode=200, n_sde=500, seeds=2, steps=100)
+    assert law.ode < 2e-3 and len(law.sde) == 2
+    fl = gdm.floor_1d(law.p_s, 500, seeds=range(5))
+    assert len(fl.values) == 5 and fl.band[0] <= fl.mean <= fl.band[1]
+    mix2, c2 = MIXES["2-D"]
+    nd = gdm.laws_nd(mix2, c2, 1.0, SCH, n=200, seeds=2, ode_sets=1, steps=100)
+    fl2 = gdm.floor_nd(mix2, c2, 1.0, 200, seeds=range(5))
+    assert len(nd.ode) == 1 and len(nd.sde) == 2
+    assert max(nd.ode + nd.sde) < 3 * fl2.band[1]
