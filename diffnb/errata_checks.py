@@ -185,7 +185,11 @@ def split_w1(samples, mixture, groups: int = 20):
 
 class Verdict:
     """The outcome of ``certify``: the exact non-zero value of the note's residual at ``point``, and
-    the corrected residual proved identically zero. Displays as one line of mathematics."""
+    the corrected residual proved identically zero. Displays as a few aligned lines of mathematics
+    (the value, the point with at most ``PER_LINE`` coordinates a line, the corrected residual), so
+    that it fits a text column."""
+
+    PER_LINE = 4
 
     def __init__(self, label, value, point):
         self.label, self.value, self.point = label, value, point
@@ -199,17 +203,31 @@ class Verdict:
                 return rf"{sp.latex(k(var))} = {sp.latex(body)}"
             return rf"{sp.latex(k)} = {sp.latex(v)}"
 
-        return r",\ ".join(one(k, v) for k, v in self.point.items())
+        items = [one(k, v) for k, v in self.point.items()]
+        rows = [items[i:i + self.PER_LINE] for i in range(0, len(items), self.PER_LINE)]
+        return [r",\ ".join(row) for row in rows]
 
     def _repr_latex_(self):
         import sympy as sp
 
-        return (rf"$\text{{{self.label}:}}\quad r_{{\text{{note}}}} = {sp.latex(self.value)}"
-                rf" \neq 0 \ \text{{ at }} {self._point_latex()};\qquad "
-                r"\text{corrected: } r \text{ proved identically zero}$")
+        lines = [rf"&\text{{{self.label}:}}\quad r_{{\text{{note}}}} = {sp.latex(self.value)} \neq 0"]
+        at = r"\text{at }"
+        for i, row in enumerate(self._point_latex()):
+            lines[-1] += "," if i else ""
+            lead = at if i == 0 else rf"\phantom{{{at}}}"
+            lines.append(rf"&\qquad {lead}\ {row}")
+        lines[-1] += ";"
+        lines.append(r"&\text{corrected: } r \text{ proved identically zero}")
+        return r"$\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}$"
 
     def __repr__(self):
-        return f"{self.label}: note's residual {self.value} != 0 at {self.point}; corrected: proved zero"
+        lines = [f"{self.label}: note's residual {self.value} != 0", "  at "]
+        for i, item in enumerate(f"{k} = {v}" for k, v in self.point.items()):
+            if i and len(lines[-1]) + len(item) + 2 > 75:  # a new line of the point
+                lines[-1] += ","
+                lines.append("     ")
+            lines[-1] += (", " if not lines[-1].endswith(" ") else "") + item
+        return "\n".join(lines + ["  corrected: proved zero"])
 
 
 def certify(label, wrong, right, point, relation=None, prove=None) -> Verdict:

@@ -110,6 +110,20 @@ def test_certify():
     f, r = sp.Function("f"), sp.Symbol("r")
     lam = ec.certify("X", f(a), 0 * a, {f: sp.Lambda(r, r + 1), a: 1})
     assert "f{\\left(r \\right)} = r + 1" in lam._repr_latex_()
+    # Displayed over lines that fit a text column: the value, the point four coordinates a line, the
+    # corrected residual.
+    seven = {a: 1, b: 0, **{sp.Symbol(f"c{i}"): i for i in range(5)}}
+    text = ec.certify("X", a - b, 0 * a, seven)._repr_latex_()
+    assert text.startswith(r"$\begin{aligned}") and text.count(r" \\ ") == 3
+    assert r"c_{1} = 1, \\ " in text and r"c_{4} = 4; \\ " in text
+    assert repr(ec.certify("X", a - b, 0 * a, seven)).splitlines() == [
+        "X: note's residual 1 != 0",
+        "  at a = 1, b = 0, c0 = 0, c1 = 1, c2 = 2, c3 = 3, c4 = 4",
+        "  corrected: proved zero"]
+    long = {sp.Symbol(f"c{i}" * 12): i for i in range(5)}  # text lines stay within 75
+    lines = repr(ec.certify("X", a, 0 * a, {a: 1, **long})).splitlines()
+    assert len(lines) == 5 and max(map(len, lines)) <= 75
+    assert lines[1].endswith(",") and lines[2].startswith("     c2")
 
 
 def test_bad_inputs():
