@@ -133,10 +133,12 @@ class _Certificate:
 
     def latex(self):
         where = ", ".join(f"{sp.latex(k)} = {sp.latex(v)}" for k, v in self.point.items())
-        return rf"{self.lhs} = {sp.latex(self.value)} \quad \text{{at }} {where}"
+        # the point on a line of its own, so that the display fits the text column
+        return (rf"{self.lhs} = {sp.latex(self.value)} \\ "
+                rf"&\qquad \text{{at }} {where}")
 
     def _repr_latex_(self):
-        return f"$\\displaystyle {self.latex()}$"
+        return Aligned(self)._repr_latex_()
 
     def __repr__(self):
         return f"{self.lhs} = {self.value} at {self.point}"

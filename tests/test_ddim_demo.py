@@ -47,7 +47,11 @@ def test_certificate_is_exact_and_refuses_a_zero():
     x = sp.Symbol("x", positive=True)
     cert = dd.certificate("r", x**2 - 2, {x: sp.Rational(1, 2)})
     assert cert.value == sp.Rational(-7, 4)
-    assert r"r = - \frac{7}{4} \quad \text{at } x = \frac{1}{2}" == cert.latex()
+    assert cert.latex() == (r"r = - \frac{7}{4} \\ "
+                            r"&\qquad \text{at } x = \frac{1}{2}")
+    shown = cert._repr_latex_()  # the point on a second row, aligned
+    assert shown.startswith(r"$\displaystyle \begin{aligned} r &= ")
+    assert shown.endswith(r"\end{aligned}$")
     with pytest.raises(ValueError):
         dd.certificate("r", x - 1, {x: 1})
 
