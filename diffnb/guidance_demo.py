@@ -31,7 +31,7 @@ __all__ = ["overlapping_mixture_1d", "rescale_into", "exact_guidance", "guided_m
            "Tilted1D", "tilted_1d", "sample_tilted", "normal_quantiles", "ode_quantiles_1d",
            "sde_endpoint", "sliced_w1", "floor", "paired_bake", "path_constants", "noised_score_1d",
            "split_scores", "laws_1d", "laws_nd", "floor_1d", "floor_nd", "ode_density_1d",
-           "mixture_quantiles"]
+           "mixture_quantiles", "compact_table"]
 
 F64 = torch.float64
 
@@ -320,3 +320,16 @@ def mixture_quantiles(mix: GaussianMixture, u, half_width: float = 10.0, n_grid:
     grid = torch.linspace(float((m - half_width * s).min()), float((m + half_width * s).max()), n_grid, dtype=F64)
     u = torch.as_tensor(u, dtype=F64)
     return torch.from_numpy(np.interp(u.numpy(), mix.cdf_1d(grid).numpy(), grid.numpy()))
+
+
+def compact_table(rows: dict, budgets, fmt: str = "{:.1e}") -> str:
+    """A narrow text table of a bake-off: one line per entry with its mean score at each budget and,
+    last, its largest relative standard error over the budgets (``max SE``, in percent); each line is
+    at most 17 + 8 per budget + 8 characters wide."""
+    budgets = list(budgets)
+    lines = [" " * 17 + "".join(f"{b:>8d}" for b in budgets) + f"{'max SE':>8s}"]
+    for name, cells in rows.items():
+        cs = [cells[b] for b in budgets]
+        rel = max(c.sem / c.mean for c in cs)
+        lines.append(f"{name:17s}" + "".join(f"{fmt.format(c.mean):>8s}" for c in cs) + f"{rel:>8.0%}")
+    return "\n".join(lines)

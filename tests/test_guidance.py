@@ -203,6 +203,17 @@ def test_paired_bake_scores_over_path_batches():
         gdm.paired_bake(["DDPM"], model, x_T, SCH, [5], ref, t_end=1.0)
 
 
+def test_compact_table_is_narrow_and_reports_means_and_relative_se():
+    from diffnb.bakeoff import Cell
+    rows = {"DPM-Solver++(3M)": {6: Cell("a", 6, 6, (1.0, 3.0)), 12: Cell("a", 12, 12, (0.1, 0.1))},
+            "DDIM (eta = 0)": {6: Cell("b", 6, 6, (2.0, 2.0)), 12: Cell("b", 12, 12, (0.5, 0.7))}}
+    text = gdm.compact_table(rows, [6, 12])
+    lines = text.splitlines()
+    assert len(lines) == 3 and max(len(line) for line in lines) <= 17 + 2 * 8 + 8
+    assert lines[1].split() == ["DPM-Solver++(3M)", "2.0e+00", "1.0e-01", "50%"]  # sem 1 / mean 2
+    assert lines[2].split()[-1] == "17%"  # sem 0.1 / mean 0.6
+
+
 def test_rescale_into_bounds():
     mix = gdm.rescale_into(toy.mixture_nd(16), 1.0, 3.0)
     lo = (mix.means - 3 * mix.stds).min(0).values
