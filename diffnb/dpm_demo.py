@@ -375,3 +375,25 @@ def gaussian_sde_study(mixture, schedule, ts_fine, factors, solver_type="dpmsolv
         out.strong[k] = float((coef - c_fine).pow(2).sum().sqrt())
     out.mean_fine_gap = c0 - alpha * m
     return out
+
+
+def table(rows: dict, budgets, fmt: str = "{:.2e}") -> str:
+    """``bakeoff.table``'s cells (``mean ± sem (nfe)``) for the given budgets only, each column as
+    narrow as its entries (two spaces apart), so that a wide table prints as several narrow blocks."""
+    cols = []
+    for b in budgets:
+        texts = []
+        for cells in rows.values():
+            c = cells.get(b)
+            if c is None:
+                texts.append("-")
+                continue
+            sem = f" ± {fmt.format(c.sem)}" if len(c.scores) > 1 else ""
+            texts.append(f"{fmt.format(c.mean)}{sem} ({c.nfe})")
+        w = max(len(t) for t in texts + [f"{b} calls"]) + 2
+        cols.append((f"{b} calls".rjust(w), [t.rjust(w) for t in texts]))
+    width = max(len(n) for n in rows)
+    lines = [" " * width + "".join(h for h, _ in cols)]
+    for i, name in enumerate(rows):
+        lines.append(name.ljust(width) + "".join(c[i] for _, c in cols))
+    return "\n".join(lines)
