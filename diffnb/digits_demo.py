@@ -1,0 +1,202 @@
+"""Helpers of Chapter 7 (8x8 digits): image mosaics, nearest-neighbour distances, Frechet distances
+against halves of the data, and a paired bootstrap.
+
+Notation::
+
+    X          the training digits, (N, 64) in [-1, 1], N = 1797
+    d_1, d_2   Euclidean distances from an image to its nearest and second-nearest training image
+               (for a training image itself: leave-one-out, the image excluded)
+    ratio      d_1 / d_2: close to 0 for a copy of a training image, close to 1 for an image no nearer
+               to one training image than to the next (the memorisation test of Carlini et al.)
+    FD         Frechet distance ``metrics.frechet_distance`` between feature sets
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from . import _checks, metrics
+
+__all__ = ["mosaic", "image_rows", "Neighbours", "neighbours", "leave_one_out", "HalfSplits",
+           "paired_share_gap", "median_distance", "compact_table",
+           "paired_bootstrap_sd"]
+
+
+def mosaic(images, ncol: int, pad: int = 1, fill: float = 1.0) -> np.ndarray:
+    """The rows of ``images`` (n, 64) as 8x8 tiles in a grid of ``ncol`` columns, separated by
+    ``pad`` pixels of value ``fill`` (white on the book's grey map, where -1 is black)."""
+    x = _checks.batch(images, "images").detach().to(torch.float64).cpu().clamp(-1, 1)
+    if x.ndim != 2 or x.shape[1] != 64:
+        raise ValueError(f"images must have shape (n, 64), got {tuple(x.shape)}")
+    _checks.positive_int(ncol, "ncol")
+    n = x.shape[0]
+    nrow = -(-n // ncol)
+    out = np.full((nrow * (8 + pad) + pad, ncol * (8 + pad) + pad), fill)
+    for k in range(n):
+        r, c = divmod(k, ncol)
+        out[pad + r * (8 + pad): pad + r * (8 + pad) + 8,
+            pad + c * (8 + pad): pad + c * (8 + pad) + 8] = x[k].reshape(8, 8).numpy()
+    return out
+
+
+def image_rows(ax, rows, pad: int = 1, fontsize: float = 8):
+    """Draw ``rows`` = [(label, images (m, 64)), ...] as one mosaic, one row of tiles per entry, each
+    row labelled on the left; the axis is turned off (an image, not a plot of quantities). Digits are
+    drawn dark on light (pixel value 1 = ink)."""
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows must hold at least one (label, images) pair")
+    m = max(int(im.shape[0]) for _, im in rows)
+    tiles = []
+    for _, im in rows:
+        im = im.detach().to(torch.float64).cpu()
+        blank = torch.full((m - im.shape[0], 64), -1.0, dtype=torch.float64)
+        tiles.append(torch.cat([im, blank]))
+    grid = mosaic(torch.cat(tiles), m, pad=pad, fill=-1.0)
+    ax.imshow(-grid, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+    for r, (label, _) in enumerate(rows):
+        ax.text(-1.5, pad + r * (8 + pad) + 4, label, ha="right", va="center", fontsize=fontsize)
+    ax.axis("off")
+
+
+class Neighbours(NamedTuple):
+    """Nearest-neighbour distances of a batch to the training images."""
+
+    d1: torch.Tensor
+    d2: torch.Tensor
+    index: torch.Tensor
+
+    @property
+    def ratio(self) -> torch.Tensor:
+        return self.d1 / self.d2
+
+
+def neighbours(x, X, exclude_self: bool = False) -> Neighbours:
+    """d_1, d_2 and the index of the nearest row of ``X`` for every row of ``x`` (float64).
+    ``exclude_self``: ``x`` is ``X`` itself and each row's own distance 0 is skipped (leave-one-out)."""
+    x = _checks.batch(x, "x").to(torch.float64)
+    X = _checks.batch(X, "X").to(torch.float64)
+    if x.ndim != 2 or X.ndim != 2 or x.shape[1] != X.shape[1]:
+        raise ValueError(f"x and X must be (n, d) and (N, d), got {tuple(x.shape)} and {tuple(X.shape)}")
+    if exclude_self and x.shape != X.shape:
+        raise ValueError("exclude_self needs x to be X itself")
+    sq = (x * x).sum(1, keepdim=True) - 2 * x @ X.T + (X * X).sum(1)
+    if exclude_self:
+        sq.fill_diagonal_(float("inf"))
+    vals, idx = sq.clamp(min=0).topk(2, dim=1, largest=False)
+    # distances recomputed directly (the expanded form loses digits for near copies)
+    d1 = (x - X[idx[:, 0]]).norm(dim=1)
+    d2 = (x - X[idx[:, 1]]).norm(dim=1)
+    return Neighbours(d1, d2, idx[:, 0])
+
+
+def leave_one_out(X) -> Neighbours:
+    """Every training image's d_1, d_2 to the others: the typical spacing of the data."""
+    return neighbours(X, X, exclude_self=True)
+
+
+class HalfSplits:
+    """Frechet distances against halves of the data, with the floor of two halves.
+
+    ``feats`` (N, f): the features of the N training images. Split ``k`` (k < ``n_splits``) is a random
+    permutation (seed k) cut in two halves A_k, B_k. ``floor(n)`` is FD(first n of A_k, B_k) for every
+    k: the FD of n genuine digits, unseen by the reference half, the value no sampler can beat
+    systematically. ``score(f)`` is the mean over k of FD(f, B_k) for n sample features ``f``: the
+    same sizes, the same reference halves, so the two are directly comparable."""
+
+    def __init__(self, feats, n_splits: int = 20):
+        self.feats = _checks.batch(feats, "feats").to(torch.float64)
+        _checks.positive_int(n_splits, "n_splits", minimum=2)
+        N = self.feats.shape[0]
+        self.perms = [torch.randperm(N, generator=torch.Generator().manual_seed(k)) for k in range(n_splits)]
+        self.half = N // 2
+        self._moments = []
+        for p in self.perms:
+            b = self.feats[p[self.half:]]
+            self._moments.append((b.mean(0), torch.cov(b.T)))
+
+    def _fd(self, f, k):
+        mu, cov = self._moments[k]
+        return metrics.frechet_gaussian(f.mean(0), torch.cov(f.T), mu, cov)
+
+    def floor(self, n: int, labels=None) -> metrics.Floor:
+        """FD(n images of A_k, B_k) over the splits: mean, sd, (min, max), values. With ``labels``
+        (one class per training image) the n images are stratified like class-conditional samples:
+        the first n / n_classes of each class in A_k."""
+        _checks.positive_int(n, "n", minimum=2)
+        if n > self.half:
+            raise ValueError(f"n must be at most half the data ({self.half}), got {n}")
+        picks = []
+        for p in self.perms:
+            a = p[:self.half]
+            if labels is not None:
+                lab = torch.as_tensor(labels)[a]
+                classes = lab.unique()
+                if n % classes.numel():
+                    raise ValueError(f"n must be a multiple of the number of classes ({classes.numel()}), got {n}")
+                a = torch.cat([a[lab == c][: n // classes.numel()] for c in classes])
+            picks.append(a[:n])
+        v = torch.tensor([self._fd(self.feats[a], k) for k, a in enumerate(picks)], dtype=torch.float64)
+        return metrics.Floor(float(v.mean()), float(v.std()), (float(v.min()), float(v.max())),
+                             tuple(v.tolist()))
+
+    def score(self, f, splits=None) -> float:
+        """Mean over the splits (all, or the indices in ``splits``) of FD(f, B_k)."""
+        f = _checks.batch(f, "f").to(torch.float64)
+        ks = range(len(self.perms)) if splits is None else list(splits)
+        return sum(self._fd(f, k) for k in ks) / len(ks)
+
+
+def paired_bootstrap_sd(score, fa, fb, n_boot: int = 200, seed: int = 0) -> float:
+    """Standard deviation of score(fa) - score(fb) under a paired bootstrap: the same resampled rows
+    of both (rows of fa and fb belong together, e.g. samples from the same x_T)."""
+    _checks.callable_(score, "score")
+    if fa.shape[0] != fb.shape[0]:
+        raise ValueError(f"fa and fb must have the same rows, got {fa.shape[0]} and {fb.shape[0]}")
+    g = torch.Generator().manual_seed(seed)
+    diffs = []
+    for _ in range(_checks.positive_int(n_boot, "n_boot", minimum=2)):
+        i = torch.randint(0, fa.shape[0], (fa.shape[0],), generator=g)
+        diffs.append(score(fa[i]) - score(fb[i]))
+    return float(torch.tensor(diffs, dtype=torch.float64).std())
+
+
+def paired_share_gap(a, b):
+    """(gap, sd) for two boolean outcomes on the same items (e.g. "ended on another training image"
+    for two samplers from the same x_T): gap = share(a) - share(b), and its standard error from the
+    discordant items only (McNemar), sqrt(n_ab + n_ba - n (gap)^2) / n."""
+    a, b = torch.as_tensor(a, dtype=torch.bool), torch.as_tensor(b, dtype=torch.bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a and b must be 1-D with the same length, got {tuple(a.shape)} and {tuple(b.shape)}")
+    n = a.numel()
+    n_ab, n_ba = int((a & ~b).sum()), int((~a & b).sum())
+    gap = (n_ab - n_ba) / n
+    return gap, max(n_ab + n_ba - n * gap**2, 0.0) ** 0.5 / n
+
+
+def median_distance(x, reference) -> float:
+    """The median over samples of the Euclidean distance |x_i - reference_i| (robust to a few samples
+    that land far away)."""
+    x, reference = _checks.batch(x, "x"), _checks.batch(reference, "reference")
+    if x.shape != reference.shape:
+        raise ValueError(f"reference must have x's shape {tuple(x.shape)}, got {tuple(reference.shape)}")
+    return float((x - reference).reshape(x.shape[0], -1).norm(dim=1).median())
+
+
+def compact_table(rows: dict, fmt: str = "{:.2g}") -> str:
+    """A narrow text table of ``bakeoff.bake`` rows for deterministic entries: one line per entry, its
+    score at each budget, followed by the model calls spent in brackets where fewer than the budget
+    (a singlestep solver's last interval); each line at most 18 + 12 per budget characters."""
+    budgets = sorted({b for cells in rows.values() for b in cells})
+    lines = [" " * 18 + "".join(f"{f'{b} calls':>12s}" for b in budgets)]
+    for name, cells in rows.items():
+        out = []
+        for b in budgets:
+            c = cells.get(b)
+            text = "-" if c is None else fmt.format(c.mean) + ("" if c.nfe == b else f" ({c.nfe})")
+            out.append(f"{text:>12s}")
+        lines.append(f"{name[:17]:18s}" + "".join(out))
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+import math
+
+import pytest
+import torch
+
+from diffnb import data, digits_demo, digits_net, metrics
+from diffnb.forward import q_sample
+
+
+@pytest.fixture(scope="module")
+def saved():
+    return torch.load(digits_net.WEIGHTS, weights_only=True)
+
+
+def test_weights_file_is_small(saved):
+    assert digits_net.WEIGHTS.stat().st_size < 1_000_000
+    assert saved["recipe"] == digits_net.RECIPE
+    assert saved["classifier_recipe"] == digits_net.CLASSIFIER_RECIPE
+
+
+def test_shipped_denoiser_comes_from_the_recipe(saved):
+    """A short regeneration reproduces the fingerprint saved with the weights (deterministic recipe)."""
+    short, losses = digits_net.train_denoiser(saved["fingerprint"]["steps"], progress=False)
+    assert len(losses) == saved["fingerprint"]["steps"]
+    assert math.isclose(digits_net.fingerprint(short), saved["fingerprint"]["denoiser"], rel_tol=1e-6)
+
+
+def test_shipped_classifier_comes_from_the_recipe(saved):
+    short, _ = digits_net.train_classifier(saved["fingerprint"]["steps"], progress=False)
+    assert math.isclose(digits_net.fingerprint(short), saved["fingerprint"]["classifier"], rel_tol=1e-6)
+
+
+def test_eps_model_follows_the_sampler_contract():
+    net = digits_net.denoiser()
+    model = digits_net.eps_model(net)
+    x = torch.randn(7, 64, dtype=torch.float64)
+    for t in (torch.full((7,), 500.0, dtype=torch.float64), torch.tensor([500.0], dtype=torch.float64)):
+        out = model(x, t)
+        assert out.shape == x.shape and out.dtype == torch.float64 and not out.requires_grad
+    # float32 arithmetic against float64 arithmetic of the same weights: rounding only
+    out64 = digits_net.eps_model(net, dtype=torch.float64)(x, t)
+    assert float((out - out64).abs().max()) < 1e-4
+    assert next(net.parameters()).dtype == torch.float32  # the float64 copy leaves the net alone
+
+
+def test_labels_change_the_prediction_and_are_checked():
+    net = digits_net.denoiser()
+    x = torch.randn(4, 64, dtype=torch.float64)
+    t = torch.full((4,), 300.0, dtype=torch.float64)
+    uncond = digits_net.eps_model(net)(x, t)
+    as_int = digits_net.eps_model(net, labels=3)(x, t)
+    as_tensor = digits_net.eps_model(net, labels=torch.full((4,), 3))(x, t)
+    assert torch.equal(as_int, as_tensor) and not torch.allclose(as_int, uncond)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        digits_net.eps_model(net, labels=torch.zeros(3, dtype=torch.int64))(x, t)
+    with pytest.raises(TypeError, match="labels must be None"):
+        digits_net.eps_model(net, labels=True)
+    with pytest.raises(TypeError, match="dtype must be"):
+        digits_net.eps_model(net, dtype=torch.float16)
+    with pytest.raises(TypeError, match="net must be a TinyUNet"):
+        digits_net.eps_model(torch.nn.Linear(64, 64))
+
+
+def test_denoiser_is_better_than_predicting_zero_noise():
+    """The trained loss is well below E|eps|^2 = 1 per pixel at every noise level, paired draws."""
+    net, schedule = digits_net.denoiser(), digits_net.digits_schedule()
+    model = digits_net.eps_model(net)
+    X, _ = data.digits()
+    g = torch.Generator().manual_seed(0)
+    for t0 in (20.0, 200.0, 800.0):
+        t = torch.full((500,), t0, dtype=torch.float64)
+        x_t, eps = q_sample(schedule, X[:500], t, generator=g)
+        assert float(((model(x_t, t) - eps) ** 2).mean()) < 0.8
+
+
+def test_classifier_is_accurate_on_held_out_digits():
+    clf = digits_net.classifier()
+    X, y = data.digits()
+    train, test = digits_net.classifier_split()
+    assert train.numel() + test.numel() == X.shape[0]
+    assert not set(train.tolist()) & set(test.tolist())
+    assert float((clf.predict(X[test]) == y[test]).double().mean()) > 0.95
+    f = clf.features(X[:5])
+    assert f.shape == (5, digits_net.FEATURES) and f.dtype == torch.float64
+
+
+def test_neighbours_against_brute_force():
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(30, 5, generator=g, dtype=torch.float64)
+    x = torch.randn(8, 5, generator=g, dtype=torch.float64)
+    nb = digits_demo.neighbours(x, X)
+    D = torch.cdist(x, X).sort(1)
+    assert torch.allclose(nb.d1, D.values[:, 0]) and torch.allclose(nb.d2, D.values[:, 1])
+    assert torch.equal(nb.index, D.indices[:, 0])
+    loo = digits_demo.leave_one_out(X)
+    D = torch.cdist(X, X) + torch.diag(torch.full((30,), float("inf"), dtype=torch.float64))
+    assert torch.allclose(loo.d1, D.min(1).values)
+    copies = digits_demo.neighbours(X[:4] + 1e-9, X)
+    assert bool((copies.ratio < 1e-6).all()) and torch.equal(copies.index, torch.arange(4))
+
+
+def test_half_splits_floor_and_score():
+    g = torch.Generator().manual_seed(2)
+    feats = torch.randn(400, 3, generator=g, dtype=torch.float64)
+    halves = digits_demo.HalfSplits(feats, n_splits=5)
+    floor = halves.floor(100)
+    assert len(floor.values) == 5 and floor.band[0] <= floor.mean <= floor.band[1]
+    # the score of A_0's first 100 rows against the B_k averages the per-split distances
+    f = feats[halves.perms[0][:100]]
+    by_split = [metrics.frechet_distance(f, feats[p[200:]]) for p in halves.perms]
+    assert math.isclose(halves.score(f), sum(by_split) / 5, rel_tol=1e-9)
+    assert math.isclose(floor.values[0], by_split[0], rel_tol=1e-9)
+    shifted = halves.score(f + 1.0)  # a mean shift of 1 in 3 dimensions adds about 3
+    assert 2.5 < shifted - halves.score(f) < 3.5
+    with pytest.raises(ValueError, match="at most half"):
+        halves.floor(300)
+
+
+def test_paired_share_gap_and_bootstrap():
+    a = torch.tensor([True] * 30 + [False] * 70)
+    b = torch.tensor([True] * 10 + [False] * 90)
+    gap, sd = digits_demo.paired_share_gap(a, b)
+    assert math.isclose(gap, 0.2) and math.isclose(sd, math.sqrt(20 - 100 * 0.04) / 100)
+    assert digits_demo.paired_share_gap(a, a) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="same length"):
+        digits_demo.paired_share_gap(a, b[:5])
+    g = torch.Generator().manual_seed(3)
+    fa = torch.randn(200, 2, generator=g, dtype=torch.float64)
+    sd = digits_demo.paired_bootstrap_sd(lambda f: float(f.mean()), fa, fa + 0.5, n_boot=50)
+    assert sd < 1e-12  # a constant shift: the paired difference does not vary
+    assert digits_demo.paired_bootstrap_sd(lambda f: float(f.mean()), fa, -fa, n_boot=200) > 0.05
+
+
+def test_mosaic_layout_and_checks():
+    images = torch.stack([torch.full((64,), float(k) / 4 - 1) for k in range(5)])
+    m = digits_demo.mosaic(images, ncol=3, pad=1, fill=7.0)
+    assert m.shape == (2 * 9 + 1, 3 * 9 + 1)
+    assert m[1, 1] == -1.0 and m[1 + 9, 1 + 9] == images[4, 0] and m[0, 0] == 7.0
+    with pytest.raises(ValueError, match=r"shape \(n, 64\)"):
+        digits_demo.mosaic(torch.zeros(2, 10), ncol=2)
+
+
+def test_compact_table_is_narrow_and_marks_short_runs():
+    from diffnb.bakeoff import Cell
+
+    rows = {"DPM-Solver-3": {5: Cell("DPM-Solver-3", 5, 3, (380.0,)), 10: Cell("DPM-Solver-3", 10, 9, (2.0,))},
+            "DDIM (eta = 0)": {5: Cell("DDIM (eta = 0)", 5, 5, (3.0,)), 10: Cell("DDIM (eta = 0)", 10, 10, (2.0,))}}
+    text = digits_demo.compact_table(rows)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 18 + 2 * 12
+    assert "3.8e+02 (3)" in lines[1] and "2 (9)" in lines[1] and "(" not in lines[2][18:]
+
+
+def test_stratified_floor_takes_equal_classes_from_the_first_half():
+    feats = torch.arange(40, dtype=torch.float64)[:, None].repeat(1, 2) + torch.randn(40, 2, dtype=torch.float64,
+                                                                                       generator=torch.Generator().manual_seed(4))
+    labels = torch.arange(40) % 4
+    halves = digits_demo.HalfSplits(feats, n_splits=3)
+    floor = halves.floor(8, labels=labels)
+    p = halves.perms[0][:20]
+    a = torch.cat([p[labels[p] == c][:2] for c in range(4)])
+    assert math.isclose(floor.values[0], metrics.frechet_distance(feats[a], feats[halves.perms[0][20:]]), rel_tol=1e-9)
+    with pytest.raises(ValueError, match="multiple of the number of classes"):
+        halves.floor(9, labels=labels)
