@@ -43,7 +43,7 @@ from .schedules import DiscreteVP
 
 __all__ = ["RECIPE", "CLASSIFIER_RECIPE", "NULL", "FEATURES", "WEIGHTS", "TinyUNet",
            "DigitClassifier", "digits_schedule", "train_denoiser", "train_classifier",
-           "classifier_split", "denoiser", "classifier", "fingerprint", "eps_model"]
+           "classifier_split", "denoiser", "classifier", "fingerprint", "eps_model", "write_weights"]
 
 WEIGHTS = Path(__file__).parent / "weights" / "digits_models.pt"
 NULL = 10
@@ -306,23 +306,37 @@ def eps_model(net: TinyUNet, labels=None, dtype=torch.float32):
     return model
 
 
-def main():
-    """Retrain both networks and write the weights file with the fingerprints of short runs."""
+def write_weights(path=WEIGHTS, steps: int | None = None, classifier_steps: int | None = None,
+                  progress: bool = True) -> dict:
+    """Train both networks from the recipes (``steps`` / ``classifier_steps`` override their steps, for
+    tests) and write them to ``path`` with the fingerprints of ``FINGERPRINT_STEPS``-step runs and the
+    denoiser's training loss (mean per 100 steps). Returns what was written."""
     short_d, _ = train_denoiser(FINGERPRINT_STEPS, progress=False)
     short_c, _ = train_classifier(FINGERPRINT_STEPS, progress=False)
-    net, losses = train_denoiser()
-    clf, _ = train_classifier()
-    state = {k: v.clone() for k, v in net.state_dict().items()}
-    WEIGHTS.parent.mkdir(exist_ok=True)
-    torch.save({"denoiser": state, "classifier": clf.state_dict(), "recipe": dict(RECIPE),
-                "classifier_recipe": dict(CLASSIFIER_RECIPE),
-                "fingerprint": {"steps": FINGERPRINT_STEPS, "denoiser": fingerprint(short_d),
-                                "classifier": fingerprint(short_c)}}, WEIGHTS)
+    net, losses = train_denoiser(steps, progress=progress)
+    clf, _ = train_classifier(classifier_steps, progress=progress)
+    curve = torch.tensor(losses, dtype=torch.float64)
+    curve = curve[: len(curve) // 100 * 100].reshape(-1, 100).mean(1) if len(curve) >= 100 else curve
+    payload = {"denoiser": net.state_dict(), "classifier": clf.state_dict(), "recipe": dict(RECIPE),
+               "classifier_recipe": dict(CLASSIFIER_RECIPE), "loss_curve": curve,
+               "fingerprint": {"steps": FINGERPRINT_STEPS, "denoiser": fingerprint(short_d),
+                               "classifier": fingerprint(short_c)}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+    return payload
+
+
+def main():
+    """Retrain both networks and rewrite the shipped weights file (``python -m diffnb.digits_net``)."""
+    payload = write_weights()
+    clf = DigitClassifier(seed=CLASSIFIER_RECIPE["seed"])
+    clf.load_state_dict(payload["classifier"])
     images, labels = data.digits()
     _, test = classifier_split(CLASSIFIER_RECIPE["seed"], CLASSIFIER_RECIPE["train_fraction"])
     acc = float((clf.predict(images[test]) == labels[test]).double().mean())
     print(f"wrote {WEIGHTS.name} ({WEIGHTS.stat().st_size / 1e6:.2f} MB): last-500-step denoiser loss "
-          f"{sum(losses[-500:]) / 500:.4f}, classifier held-out accuracy {acc:.4f}")
+          f"{float(payload['loss_curve'][-5:].mean()):.4f}, classifier held-out accuracy {acc:.4f}")
 
 
 if __name__ == "__main__":

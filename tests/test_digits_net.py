@@ -162,3 +162,16 @@ def test_stratified_floor_takes_equal_classes_from_the_first_half():
     assert math.isclose(floor.values[0], metrics.frechet_distance(feats[a], feats[halves.perms[0][20:]]), rel_tol=1e-9)
     with pytest.raises(ValueError, match="multiple of the number of classes"):
         halves.floor(9, labels=labels)
+
+
+def test_write_weights_round_trip(tmp_path):
+    """The entry point's writer, with a few steps, into a scratch file: the format the loaders read."""
+    path = tmp_path / "w.pt"
+    payload = digits_net.write_weights(path, steps=120, classifier_steps=5, progress=False)
+    saved = torch.load(path, weights_only=True)
+    assert set(saved) == {"denoiser", "classifier", "recipe", "classifier_recipe", "loss_curve", "fingerprint"}
+    assert saved["loss_curve"].shape == (1,) and saved["fingerprint"] == payload["fingerprint"]
+    net = digits_net.TinyUNet(**{k: saved["recipe"][k] for k in ("c1", "c2", "emb", "seed")})
+    net.load_state_dict(saved["denoiser"])
+    shipped = torch.load(digits_net.WEIGHTS, weights_only=True)
+    assert set(shipped) == set(saved) and shipped["fingerprint"] == saved["fingerprint"]
