@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._threads import one_thread
 from . import _checks, data
 from .forward import q_sample
 from .schedules import DiscreteVP
@@ -161,14 +162,6 @@ def fingerprint(net: nn.Module) -> float:
         return float(sum(p.detach().double().abs().sum() for p in net.parameters()))
 
 
-class _one_thread:
-    def __enter__(self):
-        self.n = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.n)
-
 
 def _cosine_lr(opt, lr, step, steps, warmup=200):
     scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
@@ -191,7 +184,7 @@ def train_denoiser(steps: int | None = None, progress: bool = True, recipe: dict
     opt = torch.optim.Adam(net.parameters(), lr=r["lr"])
     g = torch.Generator().manual_seed(r["seed"])
     losses = []
-    with _one_thread():
+    with one_thread():
         for step in tqdm(range(steps), desc="training the digit denoiser", disable=not progress):
             idx = torch.randint(0, x_all.shape[0], (r["batch_size"],), generator=g)
             t = schedule.t_max * (1 - torch.rand(r["batch_size"], generator=g, dtype=torch.float64))
@@ -233,7 +226,7 @@ def train_classifier(steps: int | None = None, progress: bool = True):
     opt = torch.optim.Adam(net.parameters(), lr=r["lr"])
     g = torch.Generator().manual_seed(r["seed"])
     losses = []
-    with _one_thread():
+    with one_thread():
         for step in tqdm(range(steps), desc="training the digit classifier", disable=not progress):
             idx = torch.randint(0, x_all.shape[0], (r["batch_size"],), generator=g)
             x = x_all[idx] + r["noise"] * torch.randn(len(idx), 64, generator=g)

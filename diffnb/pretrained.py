@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ._threads import one_thread
 from . import toy
 from .forward import q_sample
 from .schedules import DiscreteVP
@@ -54,7 +55,7 @@ def train_seed_denoiser(steps: int | None = None, progress: bool = True):
     """
     schedule = seed_schedule()
     net = _fresh_net(schedule)
-    with _one_thread():
+    with one_thread():
         losses = toy.train_denoiser(net, toy.seed_mixture_1d(), schedule,
                                     steps=RECIPE["steps"] if steps is None else steps,
                                     batch_size=RECIPE["batch_size"], lr=RECIPE["lr"], seed=RECIPE["seed"],
@@ -87,14 +88,6 @@ def eps_loss(model, n: int = 200_000, seed: int = 4) -> float:
     with torch.no_grad():
         return float(((model(x_t, t) - eps) ** 2).mean())
 
-
-class _one_thread:
-    def __enter__(self):
-        self.n = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.n)
 
 
 def main():
