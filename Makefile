@@ -27,7 +27,7 @@ PDF          := _build/pdf/book.pdf
 DEB_PACKAGES := chromium fonts-wqy-microhei poppler-utils
 
 .PHONY: setup book test unit notebooks build-html browser lab-check chromium system-packages pdf pdf-check \
-        lab execute bench lock clean
+        lab execute weights bench lock clean
 
 setup: $(STAMP) $(VENDOR)
 
@@ -74,6 +74,12 @@ execute: $(STAMP)
 	  ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; \
 	done
+
+# Retrain the shipped networks (1-D seed denoiser; digits U-Net and classifier) and rewrite
+# diffnb/weights/; tests/test_pretrained.py and tests/test_digits_net.py check the fingerprints.
+weights: $(STAMP)
+	$(PY) -m diffnb.pretrained
+	$(PY) -m diffnb.digits_net
 
 # Installs only what is missing (as root, or with sudo); waits for a dpkg lock held by another install.
 system-packages:

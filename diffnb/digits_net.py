@@ -321,7 +321,7 @@ def write_weights(path=WEIGHTS, steps: int | None = None, classifier_steps: int 
 
 
 def main():
-    """Retrain both networks and rewrite the shipped weights file (``python -m diffnb.digits_net``)."""
+    """Retrain both networks and rewrite the shipped weights file (``make weights``)."""
     payload = write_weights()
     clf = DigitClassifier(seed=CLASSIFIER_RECIPE["seed"])
     clf.load_state_dict(payload["classifier"])
