@@ -206,6 +206,12 @@ def reference_ode_solve(model, x_start, schedule, t_start, t_end, rtol=1e-10, at
     atol + rtol |y|, however large the batch. On exact-score Gaussian data the result agrees with the
     closed-form flow to about 1e-11 (``tests/test_sde.py`` asserts 1e-9 in both directions).
 
+    The accuracy is the model's: a network evaluated in float32 (or one whose time embedding has
+    high frequencies, so that eps_hat is rough in t) is not smooth at the 1e-10 level, and the
+    adaptive steps then shrink until they stall. Evaluate such a model in float64, loosen the
+    tolerances to what it can deliver (1e-6 is typical), and check ``info["message"]`` and the
+    number of calls with ``return_info=True``.
+
     ``x_start`` must be float64; the result has its shape, dtype and device. With
     ``return_info=True`` returns ``(x_end, info)`` with info = {"nfev", "n_steps", "message"}.
     """
