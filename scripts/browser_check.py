@@ -46,12 +46,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
-# Flags for a quiet, offline Chromium: no background services, and every host but 127.0.0.1 resolves to nothing.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
+from offline_chromium import chromium_path, offline_context, stop_after
+
 PAGE_TIMEOUT_MS = 30_000
 TOTAL_TIMEOUT_S = 300  # the whole check, server included, stops by itself after this
 
@@ -340,19 +336,14 @@ def main(argv=None) -> int:
     if not (root / "index.html").is_file():
         print(f"browser check: {root} has no index.html; build the book first (make build-html)", file=sys.stderr)
         return 2
-    chromium = shutil.which("chromium")
+    chromium = chromium_path("browser check")
     if chromium is None:
-        print("browser check: no 'chromium' on PATH; install Debian's chromium (make chromium)", file=sys.stderr)
         return 2
     shots = Path(args.screenshots)
     shutil.rmtree(shots, ignore_errors=True)
     shots.mkdir(parents=True)
 
-    def too_long(signum, frame):
-        raise TimeoutError(f"the browser check did not finish within {TOTAL_TIMEOUT_S} s")
-
-    signal.signal(signal.SIGALRM, too_long)
-    signal.alarm(TOTAL_TIMEOUT_S)
+    stop_after(TOTAL_TIMEOUT_S, "the browser check")
     from playwright.sync_api import sync_playwright
 
     t_start = time.monotonic()
@@ -363,24 +354,13 @@ def main(argv=None) -> int:
     profile = tempfile.mkdtemp(prefix="browser-check-")
     try:
         with sync_playwright() as pw:
-            ctx = pw.chromium.launch_persistent_context(
-                profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": args.width, "height": 900}, color_scheme="light",
-                service_workers="block", reduced_motion="reduce",
-            )
             current = {"page": "(startup)"}
 
             def note(msg):
                 problems.setdefault(current["page"], []).append(msg)
 
-            def route(r):
-                if r.request.url.startswith(base):
-                    r.continue_()
-                else:
-                    note(f"off-machine request blocked: {r.request.url[:160]}")
-                    r.abort("blockedbyclient")
-
-            ctx.route("**/*", route)
+            ctx = offline_context(pw, profile, chromium, base, note, viewport={"width": args.width, "height": 900},
+                                  color_scheme="light", reduced_motion="reduce")
             page = ctx.pages[0] if ctx.pages else ctx.new_page()
             page.on("console", lambda m: note(f"console {m.type}: {m.text[:300]}") if m.type == "error" else None)
             page.on("pageerror", lambda e: note(f"uncaught error: {str(e)[:300]}"))

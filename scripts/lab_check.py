@@ -38,13 +38,9 @@ import urllib.request
 from pathlib import Path
 
 import nbformat
+from offline_chromium import chromium_path, offline_context, stop_after
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 TOTAL_TIMEOUT_S = 180  # the whole check, server and kernel included, stops by itself after this
 FALLBACK_NAME = "_lab_check_live.ipynb"
 FALLBACK_CELLS = [
@@ -186,18 +182,13 @@ def main(argv=None) -> int:
     ap.add_argument("--fallback", action="store_true", help="use the small generated notebook instead")
     args = ap.parse_args(argv)
 
-    chromium = shutil.which("chromium")
+    chromium = chromium_path("lab check")
     if chromium is None:
-        print("lab check: no 'chromium' on PATH; install Debian's chromium (make chromium)", file=sys.stderr)
         return 2
     chapters = ROOT / "chapters"
     requested = (Path.cwd() / args.notebook).resolve()
 
-    def too_long(signum, frame):
-        raise TimeoutError(f"the lab check did not finish within {TOTAL_TIMEOUT_S} s")
-
-    signal.signal(signal.SIGALRM, too_long)
-    signal.alarm(TOTAL_TIMEOUT_S)
+    stop_after(TOTAL_TIMEOUT_S, "the lab check")
     t_start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="lab-check-"))
     proc, log, problems, notes, summary = None, None, [], [], []
@@ -226,20 +217,9 @@ def main(argv=None) -> int:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as pw:
-            ctx = pw.chromium.launch_persistent_context(
-                str(tmp / "chromium"), executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 900}, service_workers="block",
-            )
+            ctx = offline_context(pw, str(tmp / "chromium"), chromium, base, problems.append,
+                                  viewport={"width": 1280, "height": 900})
             ws_base = base.replace("http", "ws", 1)
-
-            def route(r):
-                if r.request.url.startswith(base):
-                    r.continue_()
-                else:
-                    problems.append(f"off-machine request blocked: {r.request.url[:160]}")
-                    r.abort("blockedbyclient")
-
-            ctx.route("**/*", route)
             page = ctx.pages[0] if ctx.pages else ctx.new_page()
             page.on("websocket", lambda ws: None if ws.url.startswith(ws_base)
                     else problems.append(f"off-machine websocket: {ws.url[:160]}"))

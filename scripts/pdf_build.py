@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from browser_check import CHROMIUM_ARGS, INSPECT_JS, raw_tex, serve, settle
+from browser_check import INSPECT_JS, raw_tex, serve, settle
+from offline_chromium import chromium_path, offline_context, stop_after
 
 TOTAL_TIMEOUT_S = 240
 PRINT_SCALE = 0.8  # the HTML's 16 px text prints at about 9.6 pt; a 75-character code line fits the A4 column
@@ -80,19 +81,14 @@ def main(argv=None) -> int:
     if not (root / page_name).is_file():
         print(f"pdf: {root / page_name} does not exist; build the single-page HTML first", file=sys.stderr)
         return 2
-    chromium = shutil.which("chromium")
+    chromium = chromium_path("pdf")
     if chromium is None:
-        print("pdf: no 'chromium' on PATH; install Debian's chromium (make chromium)", file=sys.stderr)
         return 2
     out = Path(args.output).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
 
-    def too_long(signum, frame):
-        raise TimeoutError(f"printing the PDF did not finish within {TOTAL_TIMEOUT_S} s")
-
-    signal.signal(signal.SIGALRM, too_long)
-    signal.alarm(TOTAL_TIMEOUT_S)
+    stop_after(TOTAL_TIMEOUT_S, "printing the PDF")
     from playwright.sync_api import sync_playwright
 
     t0 = time.monotonic()
@@ -102,20 +98,9 @@ def main(argv=None) -> int:
     profile = tempfile.mkdtemp(prefix="pdf-print-")
     try:
         with sync_playwright() as pw:
-            ctx = pw.chromium.launch_persistent_context(
-                profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": PRINT_WIDTH_PX, "height": 1400}, color_scheme="light", service_workers="block",
-                reduced_motion="reduce",
-            )
-
-            def route(r):
-                if r.request.url.startswith(base):
-                    r.continue_()
-                else:
-                    problems.append(f"off-machine request blocked: {r.request.url[:160]}")
-                    r.abort("blockedbyclient")
-
-            ctx.route("**/*", route)
+            ctx = offline_context(pw, profile, chromium, base, problems.append,
+                                  viewport={"width": PRINT_WIDTH_PX, "height": 1400}, color_scheme="light",
+                                  reduced_motion="reduce")
             page = ctx.pages[0] if ctx.pages else ctx.new_page()
             page.on("console", lambda m: problems.append(f"console error: {m.text[:300]}") if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(f"uncaught error: {str(e)[:300]}"))
