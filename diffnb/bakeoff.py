@@ -95,20 +95,24 @@ def beats(a: Cell, b: Cell, z: float = 2.0) -> bool:
     return b.mean - a.mean > z * math.hypot(a.sem, b.sem)
 
 
-def table(rows: dict, fmt: str = "{:.2e}") -> str:
-    """A text table: one line per entry, one column per budget, ``mean +- sem (nfe)`` per cell
-    (``+- sem`` only for stochastic entries)."""
-    budgets = sorted({b for cells in rows.values() for b in cells})
-    width = max(len(n) for n in rows) + 2
-    lines = [" " * width + "".join(f"{f'{b} calls':>24}" for b in budgets)]
-    for name, cells in rows.items():
-        out = []
-        for b in budgets:
+def table(rows: dict, budgets=None, fmt: str = "{:.2e}") -> str:
+    """A text table: one line per entry, one column per budget (all budgets of ``rows``, or the
+    given ones), ``mean ± sem (nfe)`` per cell (``± sem`` only for entries scored over several
+    seeds), each column as narrow as its entries and two spaces apart, so that a wide bake-off prints
+    as several narrow blocks."""
+    if budgets is None:
+        budgets = sorted({b for cells in rows.values() for b in cells})
+    cols = []
+    for b in budgets:
+        texts = []
+        for cells in rows.values():
             c = cells.get(b)
-            if c is None:
-                out.append(f"{'-':>24}")
-                continue
-            text = fmt.format(c.mean) + (f" ± {fmt.format(c.sem)}" if len(c.scores) > 1 else "")
-            out.append(f"{text} ({c.nfe})".rjust(24))
-        lines.append(name.ljust(width) + "".join(out))
+            sem = "" if c is None or len(c.scores) == 1 else f" ± {fmt.format(c.sem)}"
+            texts.append("-" if c is None else f"{fmt.format(c.mean)}{sem} ({c.nfe})")
+        w = max(len(t) for t in texts + [f"{b} calls"]) + 2
+        cols.append((f"{b} calls".rjust(w), [t.rjust(w) for t in texts]))
+    width = max(len(n) for n in rows)
+    lines = [" " * width + "".join(h for h, _ in cols)]
+    for i, name in enumerate(rows):
+        lines.append(name.ljust(width) + "".join(c[i] for _, c in cols))
     return "\n".join(lines)

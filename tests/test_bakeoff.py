@@ -32,6 +32,13 @@ def test_bake_counts_calls_and_pairs_errors(problem):
     assert bakeoff.beats(rows["DPM-Solver-2"][12], ddim[12])
     text = bakeoff.table(rows)
     assert "DPM-Solver-fast" in text and "±" in text and len(text.splitlines()) == 5
+    header, *lines = text.splitlines()
+    assert header.split() == ["6", "calls", "12", "calls"]
+    assert lines[0].split()[-1] == "(12)" and lines[0].split()[-2] == f"{ddim[12].mean:.2e}"
+    assert "± " not in lines[0] and f"± {ddpm.sem:.2e} (6)" in lines[3]
+    assert len({len(line) for line in text.splitlines()[1:]}) == 1  # columns aligned
+    only = bakeoff.table(rows, budgets=[12], fmt="{:.1f}")
+    assert "6 calls" not in only and only.splitlines()[1].endswith("(12)")
 
 
 def test_beats_needs_a_gap_beyond_the_noise():
