@@ -1,4 +1,4 @@
-"""Chapter 2's helpers (DDIM): formulas displayed as a textbook prints them, the data of the figures
+"""Chapter 2's helpers (DDIM): the names its displayed formulas use, the data of the figures
 (the vector diagram of one update, trajectories in the coordinates where DDIM is Euler's method),
 Monte Carlo checks of DDIM's non-Markovian forward process, and the measurement protocol of the
 miniature Table 1 (replicates, sampling-noise floor, paired reference, paired gaps).
@@ -20,9 +20,9 @@ from types import SimpleNamespace
 
 import sympy as sp
 import torch
-from sympy.parsing.sympy_parser import parse_expr
 
 from . import _checks, forward, metrics, samplers
+from .symbolic.display import Aligned, Braced, Equation, Formula, certificate  # noqa: F401 (Chapter 2's displays)
 
 __all__ = ["Formula", "Equation", "Braced", "Aligned", "formula_names", "certificate", "update_parts",
            "walk_kernel", "ols", "kernel_closed_form", "paper_grid", "sigma_hat_sampler",
@@ -32,90 +32,7 @@ __all__ = ["Formula", "Equation", "Braced", "Aligned", "formula_names", "certifi
 F64 = torch.float64
 
 
-# --- formulas as a textbook prints them ----------------------------------------------------------
-class Formula:
-    """A closed form typed once, in the order a textbook prints it.
-
-    ``source`` is Python syntax over ``names`` (a dict of SymPy symbols, ``formula_names``).
-    ``expr`` is the evaluated SymPy expression, for checks; the display keeps the typed order
-    (``sympy.latex(..., order="none")`` of the unevaluated parse). ``lhs`` is LaTeX.
-    """
-
-    def __init__(self, source: str, names: dict, lhs: str | None = None):
-        if not isinstance(source, str):
-            raise TypeError(f"source must be a str, got {type(source).__name__}")
-        self.source, self.lhs = source, lhs
-        local = {"sqrt": sp.sqrt, "log": sp.log, "pi": sp.pi, "E": sp.E, **names}
-        self.expr = parse_expr(source, local_dict=dict(local))
-        self._shown = parse_expr(source, local_dict=dict(local), evaluate=False)
-
-    def body(self) -> str:
-        return sp.latex(self._shown, order="none")
-
-    def latex(self) -> str:
-        return self.body() if self.lhs is None else f"{self.lhs} = {self.body()}"
-
-    def _repr_latex_(self):
-        return f"$\\displaystyle {self.latex()}$"
-
-    def __repr__(self):
-        return self.source if self.lhs is None else f"{self.lhs} = {self.source}"
-
-
-class Equation:
-    """``lhs = rhs`` with both sides ``Formula`` objects (e.g. a matching equation)."""
-
-    def __init__(self, lhs: Formula, rhs: Formula):
-        if not (isinstance(lhs, Formula) and isinstance(rhs, Formula)):
-            raise TypeError("lhs and rhs must be Formula objects")
-        self.lhs, self.rhs = lhs, rhs
-
-    def latex(self) -> str:
-        return f"{self.lhs.body()} = {self.rhs.body()}"
-
-    def _repr_latex_(self):
-        return f"$\\displaystyle {self.latex()}$"
-
-    def __repr__(self):
-        return f"{self.lhs.source} = {self.rhs.source}"
-
-
-class Braced:
-    """A sum of ``Formula`` terms, each under an underbrace with its label (LaTeX, e.g.
-    ``r"\\text{random noise}"``): the display of DDIM's eq. (12)."""
-
-    def __init__(self, lhs: str, terms):
-        self.lhs, self.terms = lhs, list(terms)
-        for term, label in self.terms:
-            if not isinstance(term, Formula) or not isinstance(label, str):
-                raise TypeError("terms must be (Formula, str) pairs")
-        self.expr = sp.Add(*[term.expr for term, _ in self.terms])
-
-    def latex(self) -> str:
-        parts = [rf"\underbrace{{{t.body()}}}_{{{lab}}}" for t, lab in self.terms]
-        return f"{self.lhs} = " + " + ".join(parts)
-
-    def _repr_latex_(self):
-        return f"$\\displaystyle {self.latex()}$"
-
-    def __repr__(self):
-        return f"{self.lhs} = " + " + ".join(f"[{lab}: {t.source}]" for t, lab in self.terms)
-
-
-class Aligned:
-    """Several formulas (or certificates) displayed one per line, aligned at their = signs."""
-
-    def __init__(self, *rows):
-        self.rows = list(rows)
-
-    def _repr_latex_(self):
-        lines = [r.latex().replace(" = ", " &= ", 1) for r in self.rows]
-        return "$\\displaystyle \\begin{aligned} " + r" \\ ".join(lines) + r" \end{aligned}$"
-
-    def __repr__(self):
-        return "\n".join(repr(r) for r in self.rows)
-
-
+# --- formulas as a textbook prints them (the display classes live in symbolic.display) ---------
 def formula_names(S, **extra) -> dict:
     """The names a ``Formula`` source may use, from ``symbolic.ddim.ddim_symbols``: abar_t, abar_s,
     vs, x0, xt, x, eps, eps_theta, z, k, m, eta (and ``extra``)."""
@@ -125,31 +42,6 @@ def formula_names(S, **extra) -> dict:
     names["eta"] = sp.Symbol("eta", positive=True)
     names.update(extra)
     return names
-
-
-class _Certificate:
-    def __init__(self, lhs, value, point):
-        self.lhs, self.value, self.point = lhs, value, point
-
-    def latex(self):
-        where = ", ".join(f"{sp.latex(k)} = {sp.latex(v)}" for k, v in self.point.items())
-        # the point on a line of its own, so that the display fits the text column
-        return (rf"{self.lhs} = {sp.latex(self.value)} \\ "
-                rf"&\qquad \text{{at }} {where}")
-
-    def _repr_latex_(self):
-        return Aligned(self)._repr_latex_()
-
-    def __repr__(self):
-        return f"{self.lhs} = {self.value} at {self.point}"
-
-
-def certificate(lhs: str, expr, point: dict):
-    """The exact non-zero value of ``expr`` at the exact ``point`` (``symbolic.core.nonzero_at``),
-    as a displayable line "lhs = value at point": the certificate that a formula is wrong."""
-    from .symbolic.core import nonzero_at
-
-    return _Certificate(lhs, nonzero_at(expr, point), point)
 
 
 # --- one DDIM update, term by term (the vector diagram) -------------------------------------------
