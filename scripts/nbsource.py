@@ -4,8 +4,10 @@
     python scripts/nbsource.py to-nb /tmp/01_ddpm.py chapters/01_ddpm.ipynb
 
 In the script, ``# %%`` starts a code cell and ``# %% [markdown]`` a markdown cell whose lines are
-prefixed by ``# ``. A code cell may carry tags: ``# %% tags=["hide-input"]``. The notebook is the
-source of the book; ``to-nb`` writes it unexecuted, so run ``make execute`` afterwards.
+prefixed by ``# ``. A cell may carry tags and a code cell a numbered figure, as JSON after the marker:
+``# %% tags=["hide-input"] figure={"caption": "...", "name": "fig-..."}`` (the figure is the cell's
+``mystnb.figure`` metadata). The notebook is the source of the book; ``to-nb`` writes it unexecuted,
+so run ``make execute`` afterwards.
 """
 
 import json
@@ -14,7 +16,22 @@ import sys
 
 import nbformat
 
-HEADER = re.compile(r"^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
+HEADER = re.compile(r"^# %%(?P<md> \[markdown\])?(?P<rest>(?: .*)?)$")
+KEYS = ("tags", "figure")
+
+
+def parse_options(rest: str) -> dict:
+    """``tags=[...] figure={...}`` (JSON values, in any order) -> {"tags": [...], "figure": {...}}."""
+    options, decoder, i = {}, json.JSONDecoder(), 0
+    while i < len(rest):
+        if rest[i] == " ":
+            i += 1
+            continue
+        key, eq, _ = rest[i:].partition("=")
+        if not eq or key not in KEYS:
+            raise ValueError(f"unknown cell option at {rest[i:]!r}; expected one of {KEYS} as key=JSON")
+        options[key], i = decoder.raw_decode(rest, i + len(key) + 1)
+    return options
 
 
 def to_py(path):
@@ -22,7 +39,9 @@ def to_py(path):
     out = []
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
+        figure = cell.metadata.get("mystnb", {}).get("figure")
         suffix = f" tags={json.dumps(tags)}" if tags else ""
+        suffix += f" figure={json.dumps(figure, ensure_ascii=False)}" if figure else ""
         if cell.cell_type == "markdown":
             out.append("# %% [markdown]" + suffix)
             out += [("# " + line).rstrip() for line in cell.source.splitlines()]
@@ -34,7 +53,7 @@ def to_py(path):
 
 
 def to_nb(text):
-    cells, kind, tags, lines = [], None, [], []
+    cells, kind, options, lines = [], None, {}, []
 
     def flush():
         if kind is None:
@@ -45,8 +64,10 @@ def to_nb(text):
             cell = nbformat.v4.new_markdown_cell(body)
         else:
             cell = nbformat.v4.new_code_cell(body)
-        if tags:
-            cell.metadata["tags"] = tags
+        if options.get("tags"):
+            cell.metadata["tags"] = options["tags"]
+        if options.get("figure"):
+            cell.metadata["mystnb"] = {"figure": options["figure"]}
         cells.append(cell)
 
     for line in text.splitlines():
@@ -54,7 +75,7 @@ def to_nb(text):
         if m:
             flush()
             kind = "markdown" if m.group("md") else "code"
-            tags = json.loads(m.group("tags")) if m.group("tags") else []
+            options = parse_options(m.group("rest"))
             lines = []
         else:
             lines.append(line)

@@ -5,7 +5,9 @@
 - every file of _toc.yml starts with a '# ' title (the PDF check looks for it in the PDF's text);
 - a figure caption in a code cell's metadata is well formed: {"mystnb": {"figure": {"caption": ...,
   "name": "fig-..."}}}, names unique in the book, and the cell has exactly one display output (myst-nb
-  wraps every display output of the cell in its own figure, which would repeat the caption and the name).
+  wraps every display output of the cell in its own figure, which would repeat the caption and the name);
+- `scripts/nbsource.py` turns every notebook into its percent script and back without losing a
+  source, a tag or a figure caption.
 """
 
 from __future__ import annotations
@@ -102,3 +104,29 @@ def test_figure_metadata_is_well_formed():
             problems.append(f"{where}: a captioned cell needs exactly one display output (it has {len(displays)}); "
                             "each would become its own figure with the same caption and name")
     assert not problems, "\n".join(problems)
+
+
+def _nbsource():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nbsource", ROOT / "scripts" / "nbsource.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_percent_script_round_trip_keeps_sources_tags_and_figures(path):
+    nbsource = _nbsource()
+    back = nbsource.to_nb(nbsource.to_py(str(path)))
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    assert len(back.cells) == len(cells)
+    for old, new in zip(cells, back.cells):
+        assert new.cell_type == old["cell_type"] and new.source == "".join(old["source"])
+        keep = {k: old["metadata"][k] for k in ("tags", "mystnb") if k in old["metadata"]}
+        assert {k: new.metadata[k] for k in ("tags", "mystnb") if k in new.metadata} == keep
+
+
+def test_percent_script_refuses_an_unknown_cell_option():
+    with pytest.raises(ValueError, match="unknown cell option"):
+        _nbsource().to_nb('# %% caption="x"\nprint(1)\n')
