@@ -141,12 +141,15 @@ def multistep_pp3(model, x_T, schedule, ts, d2_weight: float = 1.0):
 
     r_j the ratios of the previous steps in lambda to h. D2 is h^2 m''/2 + O(h^3): the quadratic term of
     the Taylor expansion needs w = ``d2_weight`` = 1 (``samplers.dpm_solver_pp(order=3)``); the
-    reference code, k-diffusion and diffusers have w = 1/2."""
+    reference code, k-diffusion and diffusers have w = 1/2. ``ts`` must end at a positive sigma (the
+    ratios r_j divide by lambda differences)."""
     if isinstance(d2_weight, bool) or not isinstance(d2_weight, (int, float)):
         raise TypeError(f"d2_weight must be a number, got {type(d2_weight).__name__}")
     x = _checks.batch(x_T, "x_T")
     ts = torch.as_tensor(ts, dtype=F64)
     la, ls, lam = (v.tolist() for v in schedule.log_scales(ts))
+    if not math.isfinite(lam[-1]):
+        raise ValueError(f"ts must end at a positive sigma (finite lambda), got ts[-1] = {float(ts[-1]):g}")
     ms, lams = [], []
     for i in range(len(ts) - 1):
         eps = model(x, _at(x, ts[i]))

@@ -85,6 +85,24 @@ def test_multistep_pp3_orders_two_and_three():
     assert abs(order[0.5] - 2) < 0.3 and abs(order[1.0] - 3) < 0.3, order
 
 
+def test_multistep_pp3_weights_on_a_closed_form_problem():
+    """Data prediction cos(lambda): the solution is a closed-form integral; w = 1/2 converges at
+    order 2, w = 1 at order 3 (the cosine is not a polynomial, so nothing superconverges)."""
+    from diffnb.conventions import cosine_data_problem
+
+    model, exact = cosine_data_problem(VP)
+    t_a, t_b = float(VP.t_of_log_snr(-3.0)), float(VP.t_of_log_snr(3.0))
+    x = torch.full((1, 1), 0.3, dtype=F64)
+    ns, errs = [40, 80, 160], {0.5: [], 1.0: []}
+    for n in ns:
+        ts = VP.t_of_log_snr(torch.linspace(-3.0, 3.0, n + 1, dtype=F64))
+        ts[0], ts[-1] = t_a, t_b
+        for w in errs:
+            errs[w].append(abs(float(ec.multistep_pp3(model, x, VP, ts, w)) - exact(0.3, t_a, t_b)))
+    assert abs(metrics.fit_order(ns, errs[0.5]) - 2) < 0.3
+    assert abs(metrics.fit_order(ns, errs[1.0]) - 3) < 0.3
+
+
 def test_split_w1():
     x = MIX.sample(400, generator=gen(6))
     mean, half, values = ec.split_w1(x, MIX, groups=4)
@@ -135,3 +153,5 @@ def test_bad_inputs():
         ec.seed003_arrays(VP)
     with pytest.raises(TypeError, match="d2_weight"):
         ec.multistep_pp3(RING_MODEL, torch.zeros(2, 2, dtype=F64), VP, VP.timesteps(4), d2_weight=True)
+    with pytest.raises(ValueError, match="positive sigma"):
+        ec.multistep_pp3(MODEL, X_T[:2], SCHED, torch.tensor([60.0, 30.0, 0.0], dtype=F64))
