@@ -30,9 +30,9 @@ from .dpm_solver import fast_orders, phi
 from .symbolic import dpm_solver as sdp
 from .symbolic.core import local_order, ode_series, truncate
 
-__all__ = ["FORMS", "form_series", "form_orders", "multistep", "coarse_noises", "sde_study",
-           "budget_run", "bake_blocks", "order_errors", "grid_steps", "along_path",
-           "first_step_share", "render_paths", "endpoint_offsets"]
+__all__ = ["FORMS", "LOWER_FINAL_BELOW", "form_series", "form_orders", "multistep", "coarse_noises",
+           "sde_study", "gaussian_sde_study", "budget_run", "bake_blocks", "order_errors", "paired_gap", "block_gap",
+           "table", "linestyle", "small_png", "render_paths", "PUBLISHED_3M"]
 
 F64 = torch.float64
 
@@ -91,14 +91,16 @@ def form_series(name, solver_type="taylor", K=4, P=None, d2_weight=1, r=None):
     (a key of ``FORMS``) in ``solver_type``'s form, on the test problem ``P``
     (``symbolic.dpm_solver.small_test_problem``) from lambda = 0; multistep steps use exact history
     on a uniform lambda grid. ``d2_weight`` scales the second-derivative weight of a third-order
-    multistep step (1/2: the published step); ``r`` moves the intermediate point of a second-order
-    singlestep step (default 1/2)."""
+    multistep step (1/2: the published step); ``r`` moves the intermediate points of a singlestep step:
+    one fraction for second order (default 1/2), a pair (r_1, r_2) for third order (default (1/3, 2/3))."""
     if name not in FORMS:
         raise ValueError(f"name must be one of {list(FORMS)}, got {name!r}")
     _checks.choice(solver_type, "solver_type", ("taylor", "dpmsolver"))
     method, kind, q = FORMS[name]
     P = P or sdp.small_test_problem()
     h = sp.Symbol("h", positive=True)
+    if r is not None and method != "singlestep":
+        raise ValueError(f"r applies to singlestep updates only, not {name!r}")
     if method == "multistep":
         v = sp.Dummy("v")
         exact = ode_series(P.G, P.y, P.lam, P.y0, v, K)
@@ -108,9 +110,10 @@ def form_series(name, solver_type="taylor", K=4, P=None, d2_weight=1, r=None):
         return _step(kind, P.y0, h, fracs, outs, h, K, mid, d2_weight), h, P
     nodes = [sp.Integer(0), *[sp.Rational(j, q) for j in range(1, q)], sp.Integer(1)]
     if r is not None:
-        if q != 2:
-            raise ValueError(f"r applies to second-order singlestep updates only, not {name!r}")
-        nodes[1] = sp.sympify(r)
+        rs = list(r) if isinstance(r, (list, tuple)) else [r]
+        if len(rs) != q - 1:
+            raise ValueError(f"r must hold {q - 1} intermediate fraction(s) for {name!r}, got {r!r}")
+        nodes[1:q] = [sp.sympify(v) for v in rs]
     outs = [_output(P, kind, P.y0, sp.Integer(0), h, K)]
     for j, (used, mid) in enumerate(SINGLESTEP_STAGES[solver_type][q]):
         c = nodes[j + 1]
@@ -251,20 +254,36 @@ def _singlestep_dpm(entry):
             and entry.function in ("samplers:dpm_solver", "samplers:dpm_solver_pp"))
 
 
-def budget_run(name, model, x_T, schedule, nfe, generator=None, fast=True, spacing="logsnr", **kwargs):
-    """``(x, nfe_spent)``: catalogue entry ``name`` at a budget of ``nfe`` model calls. With ``fast``, a
-    singlestep DPM-Solver entry of order k takes the paper's DPM-Solver-fast orders ``fast_orders(nfe, k)``
-    (exactly nfe calls); otherwise, and for every other entry, ``catalogue.budget_grid`` (nfe // calls
-    intervals). ``kwargs``: ``timesteps`` keywords (t_start, t_end) and overrides such as solver_type."""
+# The reference DPM-Solver code lowers the orders of a multistep run's last steps (``lower_order_final``,
+# last step first order) when it has fewer than this many steps; it recommends the option for few steps.
+LOWER_FINAL_BELOW = 10
+
+
+def _multistep_dpm(entry):
+    return (entry.kwargs.get("method") == "multistep"
+            and entry.function in ("samplers:dpm_solver", "samplers:dpm_solver_pp"))
+
+
+def budget_run(name, model, x_T, schedule, nfe, generator=None, recommended=True, spacing="logsnr",
+               **kwargs):
+    """``(x, nfe_spent)``: catalogue entry ``name`` at a budget of ``nfe`` model calls. With
+    ``recommended`` (the configuration the papers' code recommends for the budget), a singlestep
+    DPM-Solver entry of order k takes DPM-Solver-fast's orders ``fast_orders(nfe, k)`` (exactly nfe
+    calls), and a multistep DPM-Solver entry below ``LOWER_FINAL_BELOW`` calls lowers its final orders
+    (``lower_order_final=True``); otherwise, and for every other entry, ``catalogue.budget_grid``
+    (nfe // calls intervals) with the entry's own options. ``kwargs``: ``timesteps`` keywords (t_start,
+    t_end) and overrides such as solver_type (an explicit ``lower_order_final`` wins)."""
     entry = catalogue.get(name)
     tk = {k: kwargs.pop(k) for k in ("t_start", "t_end") if k in kwargs}
-    if fast and _singlestep_dpm(entry):
+    if recommended and _singlestep_dpm(entry):
         q = fast_orders(nfe, entry.kwargs["order"])
         ts, extra = schedule.timesteps(len(q), spacing, **tk), {"order": q}
     else:
         ts, extra = catalogue.budget_grid(name, schedule, nfe, spacing, **tk)
+    if recommended and _multistep_dpm(entry) and nfe < LOWER_FINAL_BELOW:
+        extra["lower_order_final"] = True
     counted = bakeoff.Counted(model)
-    x = catalogue.run(name, counted, x_T, schedule, ts, generator=generator, **extra, **kwargs)
+    x = catalogue.run(name, counted, x_T, schedule, ts, generator=generator, **{**extra, **kwargs})
     return x, counted.calls
 
 
@@ -289,9 +308,11 @@ def bake_blocks(names, model, x_T, schedule, budgets, scores, blocks, seed=0, **
 
 
 def order_errors(names, model, x, schedule, ref, nfes, **kwargs):
-    """``{name: [rms error to ref at each nfe]}`` with uniform-order intervals (``fast=False``): the
-    paired error of each entry against the reference solution ``ref`` from the same ``x``."""
-    return {name: [metrics.rms_error(budget_run(name, model, x, schedule, n, fast=False, **kwargs)[0], ref)
+    """``{name: [rms error to ref at each nfe]}`` with uniform-order intervals and no lowered final
+    orders (``recommended=False``): the paired error of each entry against the reference solution
+    ``ref`` from the same ``x``."""
+    return {name: [metrics.rms_error(budget_run(name, model, x, schedule, n, recommended=False,
+                                                **kwargs)[0], ref)
                    for n in nfes] for name in names}
 
 
@@ -339,6 +360,18 @@ def paired_gap(a, b, ref):
     db = (b - ref).reshape(b.shape[0], -1).pow(2).sum(1)
     d = da - db
     return float(d.mean()), float(d.std() / math.sqrt(d.numel()))
+
+
+def block_gap(a, b):
+    """``(gap, se)``: the mean over blocks of a's score minus b's (two ``bakeoff.Cell`` of the same blocks,
+    e.g. from one ``bake_blocks`` call, which share x_T block by block) and its standard error over blocks."""
+    if len(a.scores) != len(b.scores) or len(a.scores) < 2:
+        raise ValueError(f"a and b must hold the same number (>= 2) of block scores, got {len(a.scores)} "
+                         f"and {len(b.scores)}")
+    d = [u - v for u, v in zip(a.scores, b.scores)]
+    m = sum(d) / len(d)
+    sd = math.sqrt(sum((v - m) ** 2 for v in d) / (len(d) - 1))
+    return m, sd / math.sqrt(len(d))
 
 
 def gaussian_sde_study(mixture, schedule, ts_fine, factors, solver_type="dpmsolver"):

@@ -63,8 +63,25 @@ def test_form_series_bad_input():
         dpm_demo.form_series("DPM-Solver-4")
     with pytest.raises(ValueError, match="solver_type must be one of"):
         dpm_demo.form_series("DPM-Solver-2", "midpoint")
-    with pytest.raises(ValueError, match="r applies to second-order singlestep"):
+    with pytest.raises(ValueError, match="r applies to singlestep updates only"):
+        dpm_demo.form_series("DPM-Solver(2M)", r=sp.Rational(1, 3))
+    with pytest.raises(ValueError, match="r must hold 2 intermediate"):
         dpm_demo.form_series("DPM-Solver-3", r=sp.Rational(1, 3))
+
+
+def test_third_order_intermediate_points_in_both_forms():
+    third = (sp.Rational(1, 3), sp.Rational(2, 3))
+    moved = (sp.Rational(1, 3), sp.Rational(1, 2))
+    ours, _, _ = dpm_demo.form_series("DPM-Solver-3", "taylor", 3, P, r=moved)
+    theirs, _, _ = sdp.singlestep_series(list(moved), "eps", K=3, P=P)
+    assert sp.expand(ours - theirs) == 0
+    for st in ("taylor", "dpmsolver"):
+        default, h, _ = dpm_demo.form_series("DPM-Solver-3", st, 4, P)
+        same, _, _ = dpm_demo.form_series("DPM-Solver-3", st, 4, P, r=third)
+        assert sp.expand(default - same) == 0
+        y, _, _ = dpm_demo.form_series("DPM-Solver-3", st, 4, P, r=moved)
+        exact = ode_series(P.G, P.y, P.lam, P.y0, h, 4)
+        assert local_order(y - exact, h, 5)[0] == 3, st
 
 
 # --- the multistep integrator --------------------------------------------------------------------------
@@ -172,14 +189,31 @@ def test_budget_run_spends_the_budget_with_the_fast_orders():
                       ("DPM-Solver-fast", 10), ("DDIM (eta = 0)", 6)):
         _, calls = dpm_demo.budget_run(name, EPS, x, VP, nfe, t_end=1e-3)
         assert calls == nfe, name
-    _, calls = dpm_demo.budget_run("DPM-Solver-3", EPS, x, VP, 10, fast=False, t_end=1e-3)
+    _, calls = dpm_demo.budget_run("DPM-Solver-3", EPS, x, VP, 10, recommended=False, t_end=1e-3)
     assert calls == 9  # three intervals of order 3
     a, _ = dpm_demo.budget_run("DPM-Solver-3", EPS, x, VP, 10, t_end=1e-3)
     b, _ = dpm_demo.budget_run("DPM-Solver-fast", EPS, x, VP, 10, t_end=1e-3)
     assert torch.equal(a, b)
-    c, _ = dpm_demo.budget_run("DPM-Solver++(2M)", EPS, x, VP, 6, t_end=1e-3, solver_type="taylor")
-    d = dpm_solver_pp(EPS, x, VP, VP.timesteps(6, "logsnr", t_end=1e-3), order=2, solver_type="taylor")
+    c, _ = dpm_demo.budget_run("DPM-Solver++(2M)", EPS, x, VP, 12, t_end=1e-3, solver_type="taylor")
+    d = dpm_solver_pp(EPS, x, VP, VP.timesteps(12, "logsnr", t_end=1e-3), order=2, solver_type="taylor")
     assert torch.equal(c, d)
+
+
+def test_budget_run_lowers_the_final_multistep_orders_below_ten_calls():
+    x = _x(8)
+    for nfe in (5, dpm_demo.LOWER_FINAL_BELOW):
+        ts = VP.timesteps(nfe, "logsnr", t_end=1e-3)
+        low = nfe < dpm_demo.LOWER_FINAL_BELOW
+        for name, fn in (("DPM-Solver++(3M)", dpm_solver_pp), ("DPM-Solver(2M)", dpm_solver)):
+            order = catalogue.get(name).kwargs["order"]
+            a, calls = dpm_demo.budget_run(name, EPS, x, VP, nfe, t_end=1e-3)
+            b = fn(EPS, x, VP, ts, order=order, method="multistep", lower_order_final=low)
+            assert calls == nfe and torch.equal(a, b), (name, nfe)
+        plain, _ = dpm_demo.budget_run("DPM-Solver++(3M)", EPS, x, VP, 5, recommended=False, t_end=1e-3)
+        same = dpm_solver_pp(EPS, x, VP, VP.timesteps(5, "logsnr", t_end=1e-3), order=3)
+        assert torch.equal(plain, same)
+    a, _ = dpm_demo.budget_run("DPM-Solver++(3M)", EPS, x, VP, 5, t_end=1e-3, lower_order_final=False)
+    assert torch.equal(a, plain)  # an explicit option wins
 
 
 def test_bake_blocks_scores_independent_blocks():
@@ -203,6 +237,19 @@ def test_order_errors_and_paired_gap():
     far = ref + 0.1
     gap, se = dpm_demo.paired_gap(ref + 0.01, far, ref)
     assert gap < 0 and abs(gap - 2 * (0.01**2 - 0.1**2)) < 1e-12 and se < 1e-12
+
+
+def test_block_gap_is_the_mean_and_standard_error_of_blockwise_differences():
+    a = bakeoff.Cell("a", 5, 5, (0.3, 0.5, 0.4, 0.6))
+    b = bakeoff.Cell("b", 5, 5, (0.1, 0.2, 0.3, 0.2))
+    gap, se = dpm_demo.block_gap(a, b)
+    d = torch.tensor([0.2, 0.3, 0.1, 0.4], dtype=F64)
+    assert abs(gap - float(d.mean())) < 1e-15
+    assert abs(se - float(d.std()) / 2) < 1e-15
+    shifted = bakeoff.Cell("c", 5, 5, tuple(v + 1 for v in a.scores))
+    assert dpm_demo.block_gap(shifted, a)[1] < 1e-12  # common noise cancels
+    with pytest.raises(ValueError, match="same number"):
+        dpm_demo.block_gap(a, bakeoff.Cell("d", 5, 5, (0.1, 0.2)))
 
 
 # --- figures -----------------------------------------------------------------------------------------
