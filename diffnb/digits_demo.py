@@ -7,7 +7,7 @@ Notation::
     d_1, d_2   Euclidean distances from an image to its nearest and second-nearest training image
                (for a training image itself: leave-one-out, the image excluded)
     ratio      d_1 / d_2: close to 0 for a copy of a training image, close to 1 for an image no nearer
-               to one training image than to the next (the memorisation test of Carlini et al.)
+               to one training image than to the next (the memorisation test of Yoon et al. 2023)
     FD         Frechet distance ``metrics.frechet_distance`` between feature sets
 """
 
@@ -42,14 +42,17 @@ def mosaic(images, ncol: int, pad: int = 1, fill: float = 1.0) -> np.ndarray:
     return out
 
 
-def image_rows(ax, rows, pad: int = 1, fontsize: float = 8):
+def image_rows(ax, rows, pad: int = 1, fontsize: float = 8, col_labels=None, col_title=None):
     """Draw ``rows`` = [(label, images (m, 64)), ...] as one mosaic, one row of tiles per entry, each
     row labelled on the left; the axis is turned off (an image, not a plot of quantities). Digits are
-    drawn dark on light (pixel value 1 = ink)."""
+    drawn dark on light (pixel value 1 = ink). ``col_labels`` (one string per column) are written above
+    the columns, with ``col_title`` to their left (e.g. the quantity the labels are values of)."""
     rows = list(rows)
     if not rows:
         raise ValueError("rows must hold at least one (label, images) pair")
     m = max(int(im.shape[0]) for _, im in rows)
+    if col_labels is not None and len(col_labels) != m:
+        raise ValueError(f"col_labels must have one label per column ({m}), got {len(col_labels)}")
     tiles = []
     for _, im in rows:
         im = im.detach().to(torch.float64).cpu()
@@ -59,6 +62,11 @@ def image_rows(ax, rows, pad: int = 1, fontsize: float = 8):
     ax.imshow(-grid, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
     for r, (label, _) in enumerate(rows):
         ax.text(-1.5, pad + r * (8 + pad) + 4, label, ha="right", va="center", fontsize=fontsize)
+    if col_labels is not None:
+        for c, label in enumerate(col_labels):
+            ax.text(pad + c * (8 + pad) + 3.5, -0.5, label, ha="center", va="bottom", fontsize=fontsize)
+        if col_title is not None:
+            ax.text(-1.5, -0.5, col_title, ha="right", va="bottom", fontsize=fontsize)
     ax.axis("off")
 
 

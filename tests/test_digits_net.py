@@ -175,3 +175,24 @@ def test_write_weights_round_trip(tmp_path):
     net.load_state_dict(saved["denoiser"])
     shipped = torch.load(digits_net.WEIGHTS, weights_only=True)
     assert set(shipped) == set(saved) and shipped["fingerprint"] == saved["fingerprint"]
+
+
+def test_image_rows_labels_rows_and_columns():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ims = torch.zeros(3, 64, dtype=torch.float64)
+    digits_demo.image_rows(ax, [("a", ims), ("b", ims[:2])],
+                           col_labels=["1", "2", "3"], col_title="t")
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["a", "b", "1", "2", "3", "t"]
+    # one row of 8x8 tiles per entry, the short row padded
+    assert ax.images[0].get_array().shape == (2 * 9 + 1, 3 * 9 + 1)
+    with pytest.raises(ValueError, match="col_labels"):
+        digits_demo.image_rows(ax, [("a", ims)], col_labels=["1"])
+    with pytest.raises(ValueError, match="rows"):
+        digits_demo.image_rows(ax, [])
+    plt.close(fig)
