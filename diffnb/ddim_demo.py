@@ -22,10 +22,8 @@ import sympy as sp
 import torch
 
 from . import _checks, forward, metrics, samplers
-from .symbolic.display import Aligned, Braced, Equation, Formula, certificate  # noqa: F401 (Chapter 2's displays)
 
-__all__ = ["Formula", "Equation", "Braced", "Aligned", "formula_names", "certificate", "update_parts",
-           "walk_kernel", "ols", "kernel_closed_form", "paper_grid", "sigma_hat_sampler",
+__all__ = ["formula_names", "update_parts", "walk_kernel", "ols", "kernel_closed_form", "paper_grid", "sigma_hat_sampler",
            "per_replicate", "paired_error", "w1_replicates", "band", "gap", "table1", "off_support",
            "rho_y_path", "reference_path"]
 

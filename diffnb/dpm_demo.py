@@ -32,7 +32,7 @@ from .symbolic.core import local_order, ode_series, truncate
 
 __all__ = ["FORMS", "LOWER_FINAL_BELOW", "form_series", "form_orders", "multistep", "coarse_noises",
            "sde_study", "gaussian_sde_study", "budget_run", "bake_blocks", "order_errors", "paired_gap", "block_gap",
-           "table", "linestyle", "small_png", "render_paths", "PUBLISHED_3M"]
+           "linestyle", "small_png", "render_paths", "PUBLISHED_3M"]
 
 F64 = torch.float64
 
@@ -410,23 +410,3 @@ def gaussian_sde_study(mixture, schedule, ts_fine, factors, solver_type="dpmsolv
     return out
 
 
-def table(rows: dict, budgets, fmt: str = "{:.2e}") -> str:
-    """``bakeoff.table``'s cells (``mean ± sem (nfe)``) for the given budgets only, each column as
-    narrow as its entries (two spaces apart), so that a wide table prints as several narrow blocks."""
-    cols = []
-    for b in budgets:
-        texts = []
-        for cells in rows.values():
-            c = cells.get(b)
-            if c is None:
-                texts.append("-")
-                continue
-            sem = f" ± {fmt.format(c.sem)}" if len(c.scores) > 1 else ""
-            texts.append(f"{fmt.format(c.mean)}{sem} ({c.nfe})")
-        w = max(len(t) for t in texts + [f"{b} calls"]) + 2
-        cols.append((f"{b} calls".rjust(w), [t.rjust(w) for t in texts]))
-    width = max(len(n) for n in rows)
-    lines = [" " * width + "".join(h for h, _ in cols)]
-    for i, name in enumerate(rows):
-        lines.append(name.ljust(width) + "".join(c[i] for _, c in cols))
-    return "\n".join(lines)

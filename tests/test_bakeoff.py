@@ -57,3 +57,15 @@ def test_bad_input(problem):
         bakeoff.bake(["DDPM"], model, x_T, s, [10], score=None)
     with pytest.raises(ValueError, match="budgets must be at least 1"):
         bakeoff.bake(["DDPM"], model, x_T, s, [0], score=float)
+
+
+def test_table_prints_the_chosen_budgets_narrowly():
+    rows = {"Reverse SDE (Euler-Maruyama)": {
+        b: bakeoff.Cell("x", b, b, (0.1 / b, 0.3 / b)) for b in (5, 10, 20, 50)},
+        "DDIM": {5: bakeoff.Cell("DDIM", 5, 5, (0.2,))}}
+    text = bakeoff.table(rows, (5, 10), fmt="{:.4f}")
+    lines = text.splitlines()
+    assert len(lines) == 3 and max(len(l) for l in lines) <= 75
+    assert lines[0].split() == ["5", "calls", "10", "calls"]
+    assert "0.0400 ± 0.0200 (5)" in lines[1] and "50 calls" not in text
+    assert lines[2].split()[1:] == ["0.2000", "(5)", "-"]
