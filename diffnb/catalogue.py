@@ -43,7 +43,7 @@ class Entry:
     order: int
     calls: int
     color: str
-    marker: str
+    marker: str | tuple  # a matplotlib marker; (n, 1, angle) is an n-pointed star
     stochastic: bool = False
     identity_of: str | None = None
     kwargs: Mapping = field(default_factory=dict)
@@ -77,7 +77,7 @@ ENTRIES = {e.name: e for e in (
     _e("DPM-Solver-3", "DPM-Solver-3", "samplers:dpm_solver", 3, 3, "#e377c2", "D", order=3, **_SINGLE),
     _e("DPM-Solver-3 (Taylor)", "DPM-Solver-3 (Taylor)", "samplers:dpm_solver", 3, 3, "#7f7f7f", "d", order=3,
        **_SINGLE, **_TAYLOR),
-    _e("DPM-Solver-fast", "DPM-Solver-fast", "samplers:dpm_solver", 3, 3, "#c49c94", "|", budget=_fast_budget,
+    _e("DPM-Solver-fast", "DPM-Solver-fast", "samplers:dpm_solver", 3, 3, "#c49c94", (4, 1, 0), budget=_fast_budget,
        **_SINGLE),
     _e("DPM-Solver(2M)", "DPM-Solver(2M)", "samplers:dpm_solver", 2, 1, "#bcbd22", "p", order=2, **_MULTI),
     _e("DPM-Solver(3M)", "DPM-Solver(3M)", "samplers:dpm_solver", 3, 1, "#17becf", "h", order=3, **_MULTI),
@@ -89,19 +89,19 @@ ENTRIES = {e.name: e for e in (
     _e("SDE-DPM-Solver++(2M)", "SDE-DPM-Solver++(2M)", "samplers:sde_dpm_solver_pp", 2, 1, "#7b4173", "8",
        stochastic=True, order=2),
     _e("Reverse SDE (Euler-Maruyama)", "reverse SDE, Euler–Maruyama", "sde:reverse_sde_euler_maruyama", 1, 1,
-       "#e6ab02", "1", stochastic=True),
+       "#e6ab02", (6, 1, 0), stochastic=True),
     _e("Euler", "Euler", "edm:euler", 1, 1, "#e6550d", "+", identity_of="DDIM (eta = 0)"),
     _e("Heun (EDM)", "Heun (EDM)", "edm:heun", 2, 2, "#31a354", "x"),
     # EDM's stochastic sampler with its ImageNet-64 settings (Karras et al. 2022, Table 5)
-    _e("EDM sampler", "EDM sampler", "edm:edm_sampler", 2, 2, "#756bb1", "2", stochastic=True, churn=40.0,
+    _e("EDM sampler", "EDM sampler", "edm:edm_sampler", 2, 2, "#756bb1", (7, 0, 0), stochastic=True, churn=40.0,
        s_tmin=0.05, s_tmax=50.0, s_noise=1.003),
     # UniPC-2 with its corrector UniC: order 3 at one model call per interval (Zhao et al. 2023)
-    _e("UniPC", r"UniPC-2 ($B_2$)", "unipc:unipc", 3, 1, "#636363", "3", order=2, variant="bh2", corrector=True),
+    _e("UniPC", r"UniPC-2 ($B_2$)", "unipc:unipc", 3, 1, "#636363", (8, 1, 0), order=2, variant="bh2", corrector=True),
     # Chapter 5: EDM's sampler without churn, naive Euler in t, the other UniPC configurations and the
     # predictors alone (UniP-p with B(h) = 1 - e^{-h} is DPM-Solver++(pM))
-    _e("EDM sampler (churn = 0)", r"EDM sampler ($S_\mathrm{churn} = 0$)", "edm:edm_sampler", 2, 2, "#9e9ac8", "4",
+    _e("EDM sampler (churn = 0)", r"EDM sampler ($S_\mathrm{churn} = 0$)", "edm:edm_sampler", 2, 2, "#9e9ac8", (7, 1, 0),
        identity_of="Heun (EDM)", churn=0.0),
-    _e("Naive Euler", r"Euler in $t$ (naive)", "edm:naive_euler", 1, 1, "#fd8d3c", "_"),
+    _e("Naive Euler", r"Euler in $t$ (naive)", "edm:naive_euler", 1, 1, "#fd8d3c", (4, 1, 45)),
     _e("UniPC-1", "UniPC-1", "unipc:unipc", 2, 1, "#969696", "$1$", order=1, variant="bh2", corrector=True),
     _e("UniPC-2 (bh1)", r"UniPC-2 ($B_1$)", "unipc:unipc", 3, 1, "#bdbdbd", "$2$", order=2, variant="bh1",
        corrector=True),

@@ -26,6 +26,12 @@ def test_entries_have_their_own_style_and_name():
         assert set(st) == {"color", "marker", "label"} and st["color"] == ENTRIES[name].color
 
 
+def test_markers_are_visible_on_a_line():
+    """No thin line markers ('|', '_', '1'-'4', '.', ','): drawn on a curve they disappear into it."""
+    for e in ENTRIES.values():
+        assert e.marker not in ("|", "_", "1", "2", "3", "4", ".", ","), e.name
+
+
 def test_the_dpm_solver_family_and_the_sde_baseline_are_available():
     assert {"DDPM", "DDIM (eta = 0)", "DDIM (eta = 1)", "DPM-Solver-1", "DPM-Solver-2", "DPM-Solver-2 (Taylor)",
             "DPM-Solver-3", "DPM-Solver-3 (Taylor)", "DPM-Solver-fast", "DPM-Solver(2M)", "DPM-Solver(3M)",
