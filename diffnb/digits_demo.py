@@ -1,5 +1,6 @@
-"""Helpers of Chapter 7 (8x8 digits): image mosaics, nearest-neighbour distances, Frechet distances
-against halves of the data, and a paired bootstrap.
+"""Helpers of Chapter 7 (8x8 digits): image mosaics, nearest-neighbour distances, paired
+bootstrap and paired-share statistics (the Frechet floor of halves of the data is
+``metrics.FrechetHalves``).
 
 Notation::
 
@@ -8,7 +9,8 @@ Notation::
                (for a training image itself: leave-one-out, the image excluded)
     ratio      d_1 / d_2: close to 0 for a copy of a training image, close to 1 for an image no nearer
                to one training image than to the next (the memorisation test of Yoon et al. 2023)
-    FD         Frechet distance ``metrics.frechet_distance`` between feature sets
+    FD         Frechet distance ``metrics.frechet_distance`` between feature sets; its floor over
+               halves of the data is ``metrics.FrechetHalves``
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 
 from . import _checks, metrics
 
-__all__ = ["mosaic", "image_rows", "Neighbours", "neighbours", "leave_one_out", "HalfSplits",
+__all__ = ["mosaic", "image_rows", "Neighbours", "neighbours", "leave_one_out", 
            "paired_share_gap", "median_distance", "compact_table",
            "paired_bootstrap_sd"]
 
@@ -104,58 +106,6 @@ def neighbours(x, X, exclude_self: bool = False) -> Neighbours:
 def leave_one_out(X) -> Neighbours:
     """Every training image's d_1, d_2 to the others: the typical spacing of the data."""
     return neighbours(X, X, exclude_self=True)
-
-
-class HalfSplits:
-    """Frechet distances against halves of the data, with the floor of two halves.
-
-    ``feats`` (N, f): the features of the N training images. Split ``k`` (k < ``n_splits``) is a random
-    permutation (seed k) cut in two halves A_k, B_k. ``floor(n)`` is FD(first n of A_k, B_k) for every
-    k: the FD of n genuine digits, unseen by the reference half, the value no sampler can beat
-    systematically. ``score(f)`` is the mean over k of FD(f, B_k) for n sample features ``f``: the
-    same sizes, the same reference halves, so the two are directly comparable."""
-
-    def __init__(self, feats, n_splits: int = 20):
-        self.feats = _checks.batch(feats, "feats").to(torch.float64)
-        _checks.positive_int(n_splits, "n_splits", minimum=2)
-        N = self.feats.shape[0]
-        self.perms = [torch.randperm(N, generator=torch.Generator().manual_seed(k)) for k in range(n_splits)]
-        self.half = N // 2
-        self._moments = []
-        for p in self.perms:
-            b = self.feats[p[self.half:]]
-            self._moments.append((b.mean(0), torch.cov(b.T)))
-
-    def _fd(self, f, k):
-        mu, cov = self._moments[k]
-        return metrics.frechet_gaussian(f.mean(0), torch.cov(f.T), mu, cov)
-
-    def floor(self, n: int, labels=None) -> metrics.Floor:
-        """FD(n images of A_k, B_k) over the splits: mean, sd, (min, max), values. With ``labels``
-        (one class per training image) the n images are stratified like class-conditional samples:
-        the first n / n_classes of each class in A_k."""
-        _checks.positive_int(n, "n", minimum=2)
-        if n > self.half:
-            raise ValueError(f"n must be at most half the data ({self.half}), got {n}")
-        picks = []
-        for p in self.perms:
-            a = p[:self.half]
-            if labels is not None:
-                lab = torch.as_tensor(labels)[a]
-                classes = lab.unique()
-                if n % classes.numel():
-                    raise ValueError(f"n must be a multiple of the number of classes ({classes.numel()}), got {n}")
-                a = torch.cat([a[lab == c][: n // classes.numel()] for c in classes])
-            picks.append(a[:n])
-        v = torch.tensor([self._fd(self.feats[a], k) for k, a in enumerate(picks)], dtype=torch.float64)
-        return metrics.Floor(float(v.mean()), float(v.std()), (float(v.min()), float(v.max())),
-                             tuple(v.tolist()))
-
-    def score(self, f, splits=None) -> float:
-        """Mean over the splits (all, or the indices in ``splits``) of FD(f, B_k)."""
-        f = _checks.batch(f, "f").to(torch.float64)
-        ks = range(len(self.perms)) if splits is None else list(splits)
-        return sum(self._fd(f, k) for k in ks) / len(ks)
 
 
 def paired_bootstrap_sd(score, fa, fb, n_boot: int = 200, seed: int = 0) -> float:

@@ -29,7 +29,7 @@ import torch
 
 from . import _checks
 
-__all__ = ["wasserstein_1d", "wasserstein_1d_samples", "sliced_wasserstein", "ks_distance", "w1_floor", "Floor",
+__all__ = ["FrechetHalves", "wasserstein_1d", "wasserstein_1d_samples", "sliced_wasserstein", "ks_distance", "w1_floor", "Floor",
            "frechet_distance", "frechet_gaussian", "fit_order", "rms_error"]
 
 
@@ -184,6 +184,59 @@ def frechet_distance(feats_a, feats_b) -> float:
         raise ValueError(f"feats_a and feats_b must have the same dim, got {a.shape[1]} and {b.shape[1]}")
     return frechet_gaussian(a.mean(0), torch.cov(a.T).reshape(a.shape[1], -1), b.mean(0),
                             torch.cov(b.T).reshape(b.shape[1], -1))
+
+
+class FrechetHalves:
+    """Frechet distances against halves of a data set, with the floor of two halves (the FID recipe
+    with an honest floor, beside ``w1_floor``).
+
+    ``feats`` (N, f): the features of the N data points (training images). Split ``k`` (k < ``n_splits``) is a random
+    permutation (seed k) cut in two halves A_k, B_k. ``floor(n)`` is FD(first n of A_k, B_k) for every
+    k: the FD of n genuine data points, unseen by the reference half, the value no sampler can beat
+    systematically. ``score(f)`` is the mean over k of FD(f, B_k) for n sample features ``f``: the
+    same sizes, the same reference halves, so the two are directly comparable."""
+
+    def __init__(self, feats, n_splits: int = 20):
+        self.feats = _checks.batch(feats, "feats").to(torch.float64)
+        _checks.positive_int(n_splits, "n_splits", minimum=2)
+        N = self.feats.shape[0]
+        self.perms = [torch.randperm(N, generator=torch.Generator().manual_seed(k)) for k in range(n_splits)]
+        self.half = N // 2
+        self._moments = []
+        for p in self.perms:
+            b = self.feats[p[self.half:]]
+            self._moments.append((b.mean(0), torch.cov(b.T)))
+
+    def _fd(self, f, k):
+        mu, cov = self._moments[k]
+        return frechet_gaussian(f.mean(0), torch.cov(f.T), mu, cov)
+
+    def floor(self, n: int, labels=None) -> Floor:
+        """FD(n images of A_k, B_k) over the splits: mean, sd, (min, max), values. With ``labels``
+        (one class per training image) the n images are stratified like class-conditional samples:
+        the first n / n_classes of each class in A_k."""
+        _checks.positive_int(n, "n", minimum=2)
+        if n > self.half:
+            raise ValueError(f"n must be at most half the data ({self.half}), got {n}")
+        picks = []
+        for p in self.perms:
+            a = p[:self.half]
+            if labels is not None:
+                lab = torch.as_tensor(labels)[a]
+                classes = lab.unique()
+                if n % classes.numel():
+                    raise ValueError(f"n must be a multiple of the number of classes ({classes.numel()}), got {n}")
+                a = torch.cat([a[lab == c][: n // classes.numel()] for c in classes])
+            picks.append(a[:n])
+        v = torch.tensor([self._fd(self.feats[a], k) for k, a in enumerate(picks)], dtype=torch.float64)
+        return Floor(float(v.mean()), float(v.std()), (float(v.min()), float(v.max())),
+                             tuple(v.tolist()))
+
+    def score(self, f, splits=None) -> float:
+        """Mean over the splits (all, or the indices in ``splits``) of FD(f, B_k)."""
+        f = _checks.batch(f, "f").to(torch.float64)
+        ks = range(len(self.perms)) if splits is None else list(splits)
+        return sum(self._fd(f, k) for k in ks) / len(ks)
 
 
 def rms_error(x, reference) -> float:

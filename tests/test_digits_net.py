@@ -99,23 +99,6 @@ def test_neighbours_against_brute_force():
     assert bool((copies.ratio < 1e-6).all()) and torch.equal(copies.index, torch.arange(4))
 
 
-def test_half_splits_floor_and_score():
-    g = torch.Generator().manual_seed(2)
-    feats = torch.randn(400, 3, generator=g, dtype=torch.float64)
-    halves = digits_demo.HalfSplits(feats, n_splits=5)
-    floor = halves.floor(100)
-    assert len(floor.values) == 5 and floor.band[0] <= floor.mean <= floor.band[1]
-    # the score of A_0's first 100 rows against the B_k averages the per-split distances
-    f = feats[halves.perms[0][:100]]
-    by_split = [metrics.frechet_distance(f, feats[p[200:]]) for p in halves.perms]
-    assert math.isclose(halves.score(f), sum(by_split) / 5, rel_tol=1e-9)
-    assert math.isclose(floor.values[0], by_split[0], rel_tol=1e-9)
-    shifted = halves.score(f + 1.0)  # a mean shift of 1 in 3 dimensions adds about 3
-    assert 2.5 < shifted - halves.score(f) < 3.5
-    with pytest.raises(ValueError, match="at most half"):
-        halves.floor(300)
-
-
 def test_paired_share_gap_and_bootstrap():
     a = torch.tensor([True] * 30 + [False] * 70)
     b = torch.tensor([True] * 10 + [False] * 90)
@@ -149,19 +132,6 @@ def test_compact_table_is_narrow_and_marks_short_runs():
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 18 + 2 * 12
     assert "3.8e+02 (3)" in lines[1] and "2 (9)" in lines[1] and "(" not in lines[2][18:]
-
-
-def test_stratified_floor_takes_equal_classes_from_the_first_half():
-    feats = torch.arange(40, dtype=torch.float64)[:, None].repeat(1, 2) + torch.randn(40, 2, dtype=torch.float64,
-                                                                                       generator=torch.Generator().manual_seed(4))
-    labels = torch.arange(40) % 4
-    halves = digits_demo.HalfSplits(feats, n_splits=3)
-    floor = halves.floor(8, labels=labels)
-    p = halves.perms[0][:20]
-    a = torch.cat([p[labels[p] == c][:2] for c in range(4)])
-    assert math.isclose(floor.values[0], metrics.frechet_distance(feats[a], feats[halves.perms[0][20:]]), rel_tol=1e-9)
-    with pytest.raises(ValueError, match="multiple of the number of classes"):
-        halves.floor(9, labels=labels)
 
 
 def test_write_weights_round_trip(tmp_path):

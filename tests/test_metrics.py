@@ -183,3 +183,33 @@ def test_frechet_bad_input():
         metrics.frechet_gaussian([0.0, 0.0], torch.eye(2), [0.0, 0.0], torch.eye(3))
     with pytest.raises(ValueError, match=r"cov_a must be symmetric"):
         metrics.frechet_gaussian([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]], [0.0, 0.0], torch.eye(2))
+
+
+def test_frechet_halves_floor_and_score():
+    g = torch.Generator().manual_seed(2)
+    feats = torch.randn(400, 3, generator=g, dtype=torch.float64)
+    halves = metrics.FrechetHalves(feats, n_splits=5)
+    floor = halves.floor(100)
+    assert len(floor.values) == 5 and floor.band[0] <= floor.mean <= floor.band[1]
+    # the score of A_0's first 100 rows against the B_k averages the per-split distances
+    f = feats[halves.perms[0][:100]]
+    by_split = [metrics.frechet_distance(f, feats[p[200:]]) for p in halves.perms]
+    assert math.isclose(halves.score(f), sum(by_split) / 5, rel_tol=1e-9)
+    assert math.isclose(floor.values[0], by_split[0], rel_tol=1e-9)
+    shifted = halves.score(f + 1.0)  # a mean shift of 1 in 3 dimensions adds about 3
+    assert 2.5 < shifted - halves.score(f) < 3.5
+    with pytest.raises(ValueError, match="at most half"):
+        halves.floor(300)
+
+
+def test_frechet_halves_stratified_floor_takes_equal_classes_from_the_first_half():
+    feats = torch.arange(40, dtype=torch.float64)[:, None].repeat(1, 2) + torch.randn(40, 2, dtype=torch.float64,
+                                                                                       generator=torch.Generator().manual_seed(4))
+    labels = torch.arange(40) % 4
+    halves = metrics.FrechetHalves(feats, n_splits=3)
+    floor = halves.floor(8, labels=labels)
+    p = halves.perms[0][:20]
+    a = torch.cat([p[labels[p] == c][:2] for c in range(4)])
+    assert math.isclose(floor.values[0], metrics.frechet_distance(feats[a], feats[halves.perms[0][20:]]), rel_tol=1e-9)
+    with pytest.raises(ValueError, match="multiple of the number of classes"):
+        halves.floor(9, labels=labels)
