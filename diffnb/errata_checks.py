@@ -27,7 +27,8 @@ from . import _checks
 from .schedules import DiscreteVP
 
 __all__ = ["certify", "Verdict", "seed000_ddpm", "seed001_ddim", "seed003_arrays", "seed003_ddpm",
-           "seed003_ddim_step", "multistep_pp3", "split_w1"]
+           "seed003_ddim_step", "seed003_ddim", "seed002_reverse_sde", "multistep_pp3",
+           "split_w1"]
 
 F64 = torch.float64
 
@@ -46,9 +47,9 @@ def _at(x, t):
     return torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
 
 
-def _flag(as_written):
+def _flag(as_written, name="as_written"):
     if not isinstance(as_written, bool):
-        raise TypeError(f"as_written must be a bool, got {type(as_written).__name__}")
+        raise TypeError(f"{name} must be a bool, got {type(as_written).__name__}")
 
 
 def seed000_ddpm(model, x_T, schedule, generator=None, as_written: bool = True):
@@ -129,6 +130,35 @@ def seed003_ddim_step(model, x, k, arrays, z, eta: float = 1.0):
     return (math.sqrt(at_1 / at) * x
             + (math.sqrt(1 - at_1 - sigma_t**2) - math.sqrt(at_1 * (1 - at) / at)) * e
             + sigma_t * z)
+
+
+def seed003_ddim(model, x_T, arrays, eta: float = 1.0, generator=None):
+    """Seed 003's ``sample_ddim`` applied for k = n - 1, ..., 0, as its experiment runs it: every
+    step t -> t - 1, one call per step, fresh noise drawn as in ``diffnb.samplers``."""
+    x = _checks.batch(x_T, "x_T")
+    for k in range(len(arrays.alphas) - 1, -1, -1):
+        x = seed003_ddim_step(model, x, k, arrays, _noise(x, generator), eta)
+    return x
+
+
+def seed002_reverse_sde(model, x_T, schedule, ts, noise: bool = True, generator=None):
+    """Seed 002's reverse SDE (7), dx = [f x + g^2/sigma_t eps_hat] dt + g dw_bar, by Euler-Maruyama
+    on the decreasing grid ``ts``; the last step adds no noise. With ``noise=True`` this is
+    ``sde.reverse_sde_euler_maruyama``; ``noise=False`` keeps the same drift and drops the Wiener
+    increments, to separate what the noise does from what the drift does."""
+    from .sde import drift_diffusion
+
+    _flag(noise, "noise")
+    x = _checks.batch(x_T, "x_T")
+    ts = torch.as_tensor(ts, dtype=x.dtype)
+    n = len(ts) - 1
+    for i in range(n):
+        t, s = ts[i], ts[i + 1]
+        f, g2 = drift_diffusion(schedule, t)
+        x = x - (f * x + g2 / schedule.sigma(t) * model(x, _at(x, t))) * (t - s)
+        if noise and i < n - 1:
+            x = x + torch.sqrt(g2 * (t - s)) * _noise(x, generator)
+    return x
 
 
 def multistep_pp3(model, x_T, schedule, ts, d2_weight: float = 1.0):

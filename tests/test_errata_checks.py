@@ -60,6 +60,24 @@ def test_seed003_ddim_step_is_one_ddpm_step(k):
     assert maxdiff(step, samplers.ddpm(MODEL, X_T, SCHED, ts, generator=gen(3))) < 1e-12
 
 
+def test_seed003_ddim_is_ddpm_on_the_full_grid():
+    arrays = ec.seed003_arrays(SCHED, as_written=False)
+    ref = samplers.ddpm(MODEL, X_T, SCHED, SCHED.timesteps(SCHED.T), generator=gen(4))
+    assert maxdiff(ec.seed003_ddim(MODEL, X_T, arrays, generator=gen(4)), ref) < 1e-11
+
+
+def test_seed002_reverse_sde_is_euler_maruyama_and_noise_switch():
+    ts = SCHED.timesteps(8, "logsnr", t_start=60.0, t_end=1.0)
+    ref = sde.reverse_sde_euler_maruyama(MODEL, X_T, SCHED, ts, generator=gen(5))
+    assert maxdiff(ec.seed002_reverse_sde(MODEL, X_T, SCHED, ts, generator=gen(5)), ref) < 1e-12
+    quiet = ec.seed002_reverse_sde(MODEL, X_T, SCHED, ts, noise=False)
+    one = ec.seed002_reverse_sde(MODEL, X_T, SCHED, ts[:2], noise=False)
+    assert maxdiff(one, ec.seed002_reverse_sde(MODEL, X_T, SCHED, ts[:2], generator=gen(5))) == 0
+    assert maxdiff(quiet, ref) > 1e-3  # the noise of the inner steps is dropped
+    with pytest.raises(TypeError, match="noise"):
+        ec.seed002_reverse_sde(MODEL, X_T, SCHED, ts, noise=1)
+
+
 RING, VP = toy.mixture_2d(), LinearVP()
 RING_MODEL = RING.eps_model(VP)
 
