@@ -38,9 +38,57 @@ from . import _checks
 from ._sampling import predict_eps
 
 __all__ = ["diffusers_sigmas", "sigma_to_index", "karras_sigmas", "heun_sigmas", "flow_match_sigmas",
-           "sd3_shift", "book_times", "remapped_model", "sigma_loop"]
+           "sd3_shift", "book_times", "remapped_model", "sigma_loop", "UNIT_ROUNDOFF", "rounding_tolerance",
+           "MULTISTEP_UPDATES", "orders_used"]
 
 F64 = torch.float64
+UNIT_ROUNDOFF = {torch.float32: 2.0**-24, torch.float64: 2.0**-53}
+# diffusers' DPMSolverMultistepScheduler update methods, by order
+MULTISTEP_UPDATES = ("dpm_solver_first_order_update", "multistep_dpm_solver_second_order_update",
+                     "multistep_dpm_solver_third_order_update")
+
+
+def rounding_tolerance(dtype, calls: int, scale: float, per_call: float = 8.0) -> float:
+    """The largest difference two runs of one method may show from rounding alone: ``per_call`` roundings
+    (unit roundoff u of ``dtype``: 2^-24 for float32, 2^-53 for float64) of a number of size ``scale`` per
+    model call, added over ``calls`` calls: ``per_call * calls * u * scale``."""
+    if dtype not in UNIT_ROUNDOFF:
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    _checks.positive_int(calls, "calls")
+    for name, v in (("scale", scale), ("per_call", per_call)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"{name} must be a positive number, got {v!r}")
+    return per_call * calls * UNIT_ROUNDOFF[dtype] * scale
+
+
+def orders_used(scheduler, run) -> list[int]:
+    """The order of each multistep update a diffusers ``DPMSolverMultistepScheduler`` really runs during
+    ``run()`` (a function that drives ``scheduler``), recorded by wrapping its own update methods
+    (``MULTISTEP_UPDATES``); the methods are restored afterwards."""
+    if not callable(run):
+        raise TypeError(f"run must be callable, got {type(run).__name__}")
+    for name in MULTISTEP_UPDATES:
+        if not callable(getattr(scheduler, name, None)):
+            raise TypeError(f"scheduler must have a {name}() method (a DPMSolverMultistepScheduler), "
+                            f"got {type(scheduler).__name__}")
+    used, saved = [], {}
+    own = {name: scheduler.__dict__[name] for name in MULTISTEP_UPDATES if name in vars(scheduler)}
+    for order, name in enumerate(MULTISTEP_UPDATES, start=1):
+        saved[name] = getattr(scheduler, name)
+
+        def wrapped(*args, _f=saved[name], _q=order, **kwargs):
+            used.append(_q)
+            return _f(*args, **kwargs)
+
+        setattr(scheduler, name, wrapped)
+    try:
+        run()
+    finally:
+        for name in MULTISTEP_UPDATES:
+            delattr(scheduler, name)  # the wrapper; the class's method shows again
+            if name in own:
+                setattr(scheduler, name, own[name])
+    return used
 
 
 def _ac(alphas_cumprod) -> np.ndarray:

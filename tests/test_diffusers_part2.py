@@ -204,3 +204,22 @@ def test_report_has_every_scheduler():
     for name, (_, diff) in ROWS.items():
         effect = f"; network at diffnb's own times changes diffnb by {EFFECTS[name]:.1e}" if name in EFFECTS else ""
         print(f"{name}: max |diffusers - diffnb| = {diff:.1e}{effect}")
+
+
+def test_rounding_tolerance_is_roundings_per_call():
+    assert cv2.rounding_tolerance(torch.float32, 10, 2.0, per_call=1.0) == 10 * 2.0 * 2.0**-24
+    assert cv2.rounding_tolerance(torch.float64, 1, 1.0) == 8 * 2.0**-53
+    with pytest.raises(ValueError, match="dtype"):
+        cv2.rounding_tolerance(torch.float16, 10, 1.0)
+    with pytest.raises(ValueError, match="scale"):
+        cv2.rounding_tolerance(torch.float32, 10, 0.0)
+
+
+def test_orders_used_records_the_schedulers_updates_and_restores_them():
+    from diffnb import conventions as cv
+    sched = diffusers.DPMSolverMultistepScheduler(solver_order=3, final_sigmas_type="zero")
+    used = cv2.orders_used(sched, lambda: cv.diffusers_loop(sched, MODEL, X_T[:2], 6))
+    assert used == [1, 2, 3, 3, 2, 1]  # warm-up, then lower_order_final below 15 steps, last step to 0
+    assert all(name not in vars(sched) for name in cv2.MULTISTEP_UPDATES)
+    with pytest.raises(TypeError, match="scheduler"):
+        cv2.orders_used(object(), lambda: None)
