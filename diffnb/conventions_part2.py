@@ -140,7 +140,11 @@ def heun_sigmas(alphas_cumprod, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def sd3_shift(t, shift: float):
-    """SD3's timestep shift t -> shift t / (1 + (shift - 1) t) (``FlowMatching.timesteps(shift=...)``)."""
+    """SD3's timestep shift t -> shift t / (1 + (shift - 1) t) (``FlowMatching.timesteps(shift=...)``);
+    ``t`` a number, NumPy array or tensor of times in [0, 1], ``shift`` a positive number."""
+    if isinstance(t, bool) or not isinstance(t, (int, float, np.ndarray, torch.Tensor)):
+        raise TypeError(f"t must be a number, a NumPy array or a tensor of times, got {type(t).__name__}")
+    shift = _checks.positive_number(shift, "shift")
     return shift * t / (1 + (shift - 1) * t)
 
 

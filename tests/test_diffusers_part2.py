@@ -223,3 +223,13 @@ def test_orders_used_records_the_schedulers_updates_and_restores_them():
     assert all(name not in vars(sched) for name in cv2.MULTISTEP_UPDATES)
     with pytest.raises(TypeError, match="scheduler"):
         cv2.orders_used(object(), lambda: None)
+
+
+def test_sd3_shift_refuses_bad_input():
+    with pytest.raises(TypeError, match="t must be"):
+        cv2.sd3_shift(None, 3.0)
+    with pytest.raises(TypeError, match="shift must be a number"):
+        cv2.sd3_shift(0.5, "3")
+    with pytest.raises(ValueError, match="shift must be positive"):
+        cv2.sd3_shift(0.5, float("nan"))
+    assert cv2.sd3_shift(0.5, 3.0) == 0.75
