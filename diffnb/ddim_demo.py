@@ -28,14 +28,67 @@ __all__ = ["formula_names", "update_parts", "walk_kernel", "ols", "kernel_closed
            "rho_y_path", "reference_path"]
 
 F64 = torch.float64
+_DDIM_NAMES = ("abar_t", "abar_s", "vs", "x0", "xt", "x", "eps", "z", "k", "m")
+
+
+def _symbols(S):
+    """``S`` must be the namespace of ``symbolic.ddim.ddim_symbols()``."""
+    if not isinstance(S, SimpleNamespace) or not all(isinstance(getattr(S, k, None), sp.Symbol)
+                                                     for k in _DDIM_NAMES):
+        raise TypeError(f"S must be the symbol namespace made by symbolic.ddim.ddim_symbols(), "
+                        f"got {type(S).__name__}")
+    return S
+
+
+def _scalar(v, name: str) -> float:
+    """A finite real number: a Python number or a one-element floating tensor, as a float."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1 or v.dtype not in _checks.FLOAT_DTYPES:
+            raise TypeError(f"{name} must be a number or a one-element floating tensor, got a tensor "
+                            f"of dtype {v.dtype} and shape {tuple(v.shape)}")
+        v = float(v)
+    elif isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    return float(v)
+
+
+def _values(v, name: str) -> torch.Tensor:
+    """Replicate values (a number, a sequence of numbers or a tensor) as a finite float64 tensor."""
+    if v is None or isinstance(v, (str, bytes, dict)) or isinstance(v, bool):
+        raise TypeError(f"{name} must be a number, a sequence of numbers or a tensor, got {type(v).__name__}")
+    if isinstance(v, torch.Tensor) and v.is_complex():
+        raise TypeError(f"{name} must be real, got dtype {v.dtype}")
+    try:
+        out = torch.as_tensor(v, dtype=F64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a number, a sequence of numbers or a tensor, "
+                        f"got {type(v).__name__}") from None
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"{name} must be finite, but it contains NaN or inf")
+    return out
+
+
+def _path_args(model, schedule, x_T, ts):
+    """The arguments of a 1-D trajectory: a model, a Gaussian path, 1-D samples and a grid."""
+    _checks.callable_(model, "model")
+    _checks.gaussian_path(schedule)
+    x_T = _checks.batch(x_T, "x_T")
+    if x_T[0].numel() != 1:
+        raise ValueError(f"x_T must hold 1-D samples, shape (n,) or (n, 1), got {tuple(x_T.shape)}")
+    _checks.grid(ts, x_T, schedule)
 
 
 # --- formulas as a textbook prints them (the display classes live in symbolic.display) ---------
 def formula_names(S, **extra) -> dict:
     """The names a ``Formula`` source may use, from ``symbolic.ddim.ddim_symbols``: abar_t, abar_s,
-    vs, x0, xt, x, eps, eps_theta, z, k, m, eta (and ``extra``)."""
-    names = {key: getattr(S, key) for key in
-             ("abar_t", "abar_s", "vs", "x0", "xt", "x", "eps", "z", "k", "m")}
+    vs, x0, xt, x, eps, eps_theta, z, k, m, eta (and ``extra``, SymPy objects)."""
+    _symbols(S)
+    for key, value in extra.items():
+        if not isinstance(value, sp.Basic):
+            raise TypeError(f"{key} must be a SymPy object, got {type(value).__name__}")
+    names = {key: getattr(S, key) for key in _DDIM_NAMES}
     names["eps_theta"] = getattr(S, "eps_theta", sp.Symbol(r"\epsilon_\theta", real=True))
     names["eta"] = sp.Symbol("eta", positive=True)
     names.update(extra)
@@ -94,7 +147,12 @@ def kernel_closed_form(schedule, t, s, vs):
     """The forward kernel q_vs(x_t | x_s, x0) = N(c_s x_s + c_0 x0, v) of DDIM's joint, numerically:
     c_s = sqrt((1 - abar_t)(1 - abar_s - vs^2))/(1 - abar_s), c_0 = sqrt(abar_t) - sqrt(abar_s) c_s,
     v = (1 - abar_t) vs^2 / (1 - abar_s). Returns ``(c_s, c_0, v)`` as floats."""
+    _checks.gaussian_path(schedule)
+    if _scalar(vs, "vs") < 0:
+        raise ValueError(f"vs must be >= 0, got {float(vs)!r}")
     a_t, a_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s))
+    if not a_s < 1:
+        raise ValueError("s must be a time with sigma_s > 0 (abar_s < 1; the kernel divides by 1 - abar_s)")
     vs2 = float(vs) ** 2
     c_s = math.sqrt((1 - a_t) * max(1 - a_s - vs2, 0.0)) / (1 - a_s)
     return c_s, math.sqrt(a_t) - math.sqrt(a_s) * c_s, (1 - a_t) * vs2 / (1 - a_s)
@@ -152,6 +210,10 @@ def w1_replicates(x, mixture, R: int, n_grid: int = 20_001) -> torch.Tensor:
 
 def band(values, q: float = 0.9):
     """``(mean, lo, hi)``: the mean and the central ``q`` quantile band of replicate values."""
+    if not 0 < _scalar(q, "q") < 1:
+        raise ValueError(f"q must lie in (0, 1), got {q!r}")
+    if _values(values, "values").numel() == 0:
+        raise ValueError("values must hold at least one number")
     v = torch.as_tensor(values, dtype=F64)
     lo, hi = torch.quantile(v, torch.tensor([(1 - q) / 2, (1 + q) / 2], dtype=F64))
     return float(v.mean()), float(lo), float(hi)
@@ -162,7 +224,10 @@ def gap(a, b):
     difference, estimated from the replicate differences (paired replicates share x_T; for independent
     replicates of equal number it estimates the same standard error). "a is below b" is supported only
     where mean + half < 0, "a is above b" where mean - half > 0."""
+    _values(a, "a"), _values(b, "b")
     d = torch.as_tensor(a, dtype=F64) - torch.as_tensor(b, dtype=F64)
+    if d.numel() < 2:
+        raise ValueError(f"a - b must hold at least 2 replicate values, got {d.numel()}")
     return float(d.mean()), float(2 * d.std() / math.sqrt(d.numel()))
 
 
@@ -207,6 +272,7 @@ def off_support(x, mixture, alpha=1.0, sigma=0.0, k: float = 4.0) -> float:
 def rho_y_path(model, schedule, x_T, ts):
     """Deterministic DDIM on ``ts`` from ``x_T`` (1-D samples), recorded by its callback, in the
     coordinates rho = sigma/alpha and y = x/alpha. Returns ``(rho, y)``, y of shape (len(ts), n)."""
+    _path_args(model, schedule, x_T, ts)
     states = [x_T.reshape(-1)]
     samplers.ddim(model, x_T, schedule, ts, callback=lambda info: states.append(info["x"].reshape(-1)))
     rho = schedule.noise_to_signal(ts)
@@ -218,6 +284,8 @@ def reference_path(model, schedule, x_T, ts, rtol=1e-8, atol=1e-8):
     each time of ``ts`` to the next (a chain). Returns ``(rho, y)`` as ``rho_y_path`` does."""
     from .sde import reference_ode_solve
 
+    _path_args(model, schedule, x_T, ts)
+    _checks.positive_number(rtol, "rtol"), _checks.positive_number(atol, "atol")
     x, states = x_T, [x_T.reshape(-1)]
     for t, s in zip(ts[:-1], ts[1:]):
         x = reference_ode_solve(model, x, schedule, t, s, rtol=rtol, atol=atol)

@@ -2,6 +2,7 @@
 miniature Table 1's protocol, trajectories in (rho, y)."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -166,3 +167,53 @@ def test_figure_helpers_draw():
     for ax in axes:
         ax.set(xlabel="a", ylabel="b")
     plots.show(fig)
+
+
+# --- bad input is refused by name ------------------------------------------------------------------
+def _bad_ddim_calls():
+    S = symd.ddim_symbols()
+    model = MIX.eps_model(SCHED)
+    x8 = randn(8, 0)
+    ts = torch.tensor([1000.0, 500.0, 0.0], dtype=F64)
+    t, s = torch.tensor(300.0, dtype=F64), torch.tensor(120.0, dtype=F64)
+    return [
+        (lambda: dd.formula_names("S"), TypeError, "S must be the symbol namespace"),
+        (lambda: dd.formula_names(None), TypeError, "ddim_symbols"),
+        (lambda: dd.formula_names(S, w="w"), TypeError, "w must be a SymPy object"),
+        (lambda: dd.kernel_closed_form("x", t, s, 0.1), TypeError, "schedule must be a diffnb.schedules.GaussianPath"),
+        (lambda: dd.kernel_closed_form(SCHED, None, s, 0.1), TypeError, "t must be"),
+        (lambda: dd.kernel_closed_form(SCHED, t, math.nan, 0.1), ValueError, "t must be finite"),
+        (lambda: dd.kernel_closed_form(SCHED, t, s, math.nan), ValueError, "vs must be finite"),
+        (lambda: dd.kernel_closed_form(SCHED, t, s, -0.1), ValueError, "vs must be >= 0"),
+        (lambda: dd.kernel_closed_form(SCHED, t, s, "x"), TypeError, "vs must be a number"),
+        (lambda: dd.kernel_closed_form(SCHED, t, 0.0, 0.0), ValueError, "sigma_s > 0"),
+        (lambda: dd.band(None), TypeError, "values must be"),
+        (lambda: dd.band([1.0, math.nan]), ValueError, "values must be finite"),
+        (lambda: dd.band([1.0, 2.0], q=1.5), ValueError, "q must lie in (0, 1)"),
+        (lambda: dd.band([], ), ValueError, "values must hold at least one"),
+        (lambda: dd.gap("a", 0), TypeError, "a must be"),
+        (lambda: dd.gap(math.nan, math.nan), ValueError, "a must be finite"),
+        (lambda: dd.gap([1.0, 2.0], [math.inf, 0.0]), ValueError, "b must be finite"),
+        (lambda: dd.gap([1.0], 0), ValueError, "at least 2 replicate values"),
+        (lambda: dd.rho_y_path("m", SCHED, x8, ts), TypeError, "model must be callable"),
+        (lambda: dd.rho_y_path(model, None, x8, ts), TypeError, "schedule must be"),
+        (lambda: dd.rho_y_path(model, SCHED, None, ts), TypeError, "x_T must be a torch.Tensor"),
+        (lambda: dd.rho_y_path(model, SCHED, randn(8, 0, dim=2), ts), ValueError, "x_T must hold 1-D samples"),
+        (lambda: dd.rho_y_path(model, SCHED, x8, [1000.0, 0.0]), TypeError, "ts must be a 1-D torch.Tensor"),
+        (lambda: dd.reference_path(model, SCHED, x8 * math.nan, ts), ValueError, "x_T must be finite"),
+        (lambda: dd.reference_path(model, SCHED, x8, ts.flip(0)), ValueError, "ts must be strictly decreasing"),
+        (lambda: dd.reference_path(model, SCHED, x8, ts, rtol=0.0), ValueError, "rtol must be positive"),
+    ]
+
+
+@pytest.mark.parametrize("k", range(len(_bad_ddim_calls())))
+def test_bad_input_raises_naming_the_argument(k):
+    call, error, message = _bad_ddim_calls()[k]
+    with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+def test_gap_and_band_accept_what_the_chapter_passes():
+    assert dd.gap(torch.tensor([1.0, 3.0], dtype=F64), 0) == (2.0, 2.0)
+    assert dd.gap((1.0, 2.0), [0.0, 0.0])[0] == 1.5
+    assert dd.band(torch.arange(5, dtype=F64))[0] == 2.0
