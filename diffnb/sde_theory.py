@@ -45,6 +45,34 @@ __all__ = [
 
 
 # --- symbolic (what ``diffnb.symbolic.sde`` does not hold) -----------------------------------------
+def _sde_symbols(S):
+    """``S`` must be the namespace of ``symbolic.sde.sde_symbols()`` (alpha, sigma functions of t)."""
+    ok = (isinstance(S, SimpleNamespace) and isinstance(getattr(S, "t", None), sp.Symbol)
+          and isinstance(getattr(S, "dt", None), sp.Symbol)
+          and all(isinstance(getattr(S, k, None), sp.Expr) for k in ("alpha", "sigma")))
+    if not ok:
+        raise TypeError(f"S must be the symbol namespace made by symbolic.sde.sde_symbols(), got {type(S).__name__}")
+    return S
+
+
+def _operand(v, name: str, positive: bool = False):
+    """A SymPy expression, a real number or a floating tensor (finite; positive if ``positive``)."""
+    if isinstance(v, sp.Basic):
+        return v
+    if isinstance(v, torch.Tensor):
+        if v.dtype not in _checks.FLOAT_DTYPES:
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {v.dtype}")
+        _checks.finite(v, name)
+        if positive and not bool((v > 0).all()):
+            raise ValueError(f"{name} must be positive")
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a SymPy expression, a number or a floating tensor, got {type(v).__name__}")
+    if not math.isfinite(v) or (positive and not v > 0):
+        raise ValueError(f"{name} must be {'positive and ' if positive else ''}finite, got {v!r}")
+    return v
+
+
 def equations(*pairs):
     """Display math for ``(lhs, rhs)`` pairs side by side (``lhs`` a LaTeX string, ``rhs`` SymPy), with
     the terms in stored order (``diffnb.symbolic.latex``)."""
@@ -86,6 +114,8 @@ def linearised_ddpm_step(S, order=2):
     (alpha_t x0_hat - x_t) + g sqrt(dt) z. ``S`` is ``symbolic.sde.sde_symbols()``. Returns the three
     pairs (DDPM's coefficient, Euler-Maruyama's) under "x", "pull", "noise", and the series of their
     differences in dt up to ``order`` (each starts at dt^2)."""
+    _sde_symbols(S)
+    _checks.positive_int(order, "order")
     f = sp.diff(sp.log(S.alpha), S.t)
     g2 = sp.diff(S.sigma**2, S.t) - 2 * f * S.sigma**2
     lam = sp.log(S.alpha) - sp.log(S.sigma)
@@ -102,7 +132,11 @@ def linearised_ddpm_step(S, order=2):
 def amplification(f, g2, dt, v, eta):
     """The factor A by which one Euler-Maruyama step of the eta family multiplies x - alpha m for data
     N(m, s^2) with the exact score -(x - alpha m)/v, v = alpha^2 s^2 + sigma^2 (the linear test problem):
-    A = 1 - f dt - (1 + eta^2)/2 g^2 dt / v. Works on SymPy expressions and on tensors alike."""
+    A = 1 - f dt - (1 + eta^2)/2 g^2 dt / v. Works on SymPy expressions and on tensors alike (numbers
+    and tensors finite, v > 0)."""
+    for value, name in ((f, "f"), (g2, "g2"), (dt, "dt"), (eta, "eta")):
+        _operand(value, name)
+    _operand(v, "v", positive=True)
     return 1 - f * dt - (1 + eta**2) / 2 * g2 * dt / v
 
 
@@ -297,6 +331,9 @@ def density_map(mix, schedule, ts, xs):
 def plain(expr, S):
     """``expr`` with alpha(t), sigma(t) and their first derivatives written as the symbols alpha_t,
     sigma_t, and dotted alpha_t, sigma_t (for display; ``S`` is ``symbolic.sde.sde_symbols()``)."""
+    if not isinstance(expr, sp.Basic):
+        raise TypeError(f"expr must be a SymPy expression, got {type(expr).__name__}")
+    _sde_symbols(S)
     a, s = sp.symbols("alpha_t sigma_t", positive=True)
     da, ds = sp.symbols(r"\dot{\alpha}_t \dot{\sigma}_t", real=True)
     derivs = {sp.Derivative(S.alpha, S.t): da, sp.Derivative(S.sigma, S.t): ds}

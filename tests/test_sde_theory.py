@@ -1,6 +1,7 @@
 """Tests of diffnb.sde_theory: each helper against an independent computation."""
 
 import math
+import re
 
 import pytest
 import sympy as sp
@@ -247,3 +248,41 @@ def test_eta_zero_is_the_catalogues_naive_euler():
     ts = LINEAR.timesteps(30, "logsnr", t_start=1.0, t_end=1e-3)
     ours = th.eta_reverse_sde(model, x, LINEAR, ts, 0.0)
     assert torch.allclose(ours, edm.naive_euler(model, x, LINEAR, ts), atol=1e-10)
+
+
+# --- bad input is refused by name ------------------------------------------------------------------
+def _bad_sde_theory_calls():
+    S = ss.sde_symbols()
+    t = torch.tensor([0.5, 0.7], dtype=torch.float64)
+    return [
+        (lambda: th.linearised_ddpm_step("S"), TypeError, "S must be the symbol namespace made by symbolic.sde.sde_symbols()"),
+        (lambda: th.linearised_ddpm_step(None), TypeError, "sde_symbols"),
+        (lambda: th.linearised_ddpm_step(S, order=0), ValueError, "order must be at least 1"),
+        (lambda: th.plain("x", S), TypeError, "expr must be a SymPy expression"),
+        (lambda: th.plain(None, S), TypeError, "expr must be a SymPy expression"),
+        (lambda: th.plain(S.alpha, object()), TypeError, "S must be the symbol namespace"),
+        (lambda: th.amplification(None, 1.0, 0.1, 1.0, 0.0), TypeError, "f must be"),
+        (lambda: th.amplification("f", 1.0, 0.1, 1.0, 0.0), TypeError, "f must be"),
+        (lambda: th.amplification(1.0, math.nan, 0.1, 1.0, 0.0), ValueError, "g2 must be finite"),
+        (lambda: th.amplification(1.0, 1.0, t * math.nan, 1.0, 0.0), ValueError, "dt must be finite"),
+        (lambda: th.amplification(1.0, 1.0, 0.1, 0.0, 0.0), ValueError, "v must be positive"),
+        (lambda: th.amplification(1.0, 1.0, 0.1, -t, 0.0), ValueError, "v must be positive"),
+        (lambda: th.amplification(1.0, 1.0, 0.1, 1.0, math.inf), ValueError, "eta must be finite"),
+        (lambda: th.amplification(1.0, 1.0, 0.1, torch.ones(2, dtype=torch.int64), 0.0), TypeError,
+         "v must be a floating-point tensor"),
+    ]
+
+
+@pytest.mark.parametrize("k", range(len(_bad_sde_theory_calls())))
+def test_bad_input_raises_naming_the_argument(k):
+    call, error, message = _bad_sde_theory_calls()[k]
+    with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+def test_amplification_takes_numbers_tensors_and_sympy_alike():
+    t = torch.tensor([0.5, 0.7], dtype=torch.float64)
+    assert th.amplification(0.0, 1.0, 1, 1.0, 1.0) == 0.0
+    assert torch.equal(th.amplification(0 * t, t, 1, t, 1.0), 0 * t)
+    G, v = sp.symbols("G v", positive=True)
+    assert sp.simplify(th.amplification(-G / 2, G, 1, v, 0) - (1 + G / 2 - G / (2 * v))) == 0
