@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import sympy as sp
 import torch
 
-from . import _checks, bakeoff, catalogue, metrics, plots
+from . import _checks, bakeoff, catalogue, metrics, plots, toy
 from .dpm_solver import fast_orders, phi
 from .symbolic import dpm_solver as sdp
 from .symbolic.core import local_order, ode_series, truncate
@@ -35,6 +35,29 @@ __all__ = ["FORMS", "LOWER_FINAL_BELOW", "form_series", "form_orders", "multiste
            "linestyle", "small_png", "render_paths", "PUBLISHED_3M"]
 
 F64 = torch.float64
+
+
+def _number(v, name: str) -> float:
+    """A finite real Python number (not a bool), as a float."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    return float(v)
+
+
+def _factors(factors, n_intervals: int) -> list:
+    """Coarsening factors: a non-empty sequence of ints >= 1, each dividing ``n_intervals``."""
+    if isinstance(factors, (str, bytes)) or not hasattr(factors, "__iter__"):
+        raise TypeError(f"factors must be a sequence of ints, got {type(factors).__name__}")
+    factors = list(factors)
+    if not factors:
+        raise ValueError("factors must hold at least one coarsening factor")
+    for m in factors:
+        _checks.positive_int(m, "each of factors")
+        if n_intervals % m:
+            raise ValueError(f"factors must divide the number of fine intervals ({n_intervals}), got {m}")
+    return factors
 
 # Stages of a singlestep interval, as the two solver types build them: stage j lands at the
 # next intermediate point (the last at the interval's end) and uses the outputs listed, with or
@@ -183,10 +206,26 @@ def multistep(model, x_T, schedule, ts, order=3, prediction="x0", solver_type="d
     1, 2, ..., the third-order step's second-derivative weight scaled by ``d2_weight`` (1: as in
     ``diffnb.dpm_solver``; 1/2: as published). With ``noises`` (one standard normal tensor of x_T's shape
     per interval) it is SDE-DPM-Solver++ (data prediction only) driven by exactly those draws."""
+    _checks.callable_(model, "model")
+    x_T = _checks.batch(x_T, "x_T")
+    _checks.gaussian_path(schedule)
+    _checks.grid(ts, x_T, schedule)
+    _checks.positive_int(order, "order")
+    if order > 3:
+        raise ValueError(f"order must be 1, 2 or 3, got {order}")
+    _number(d2_weight, "d2_weight")
     _checks.choice(prediction, "prediction", ("eps", "x0"))
     _checks.choice(solver_type, "solver_type", ("taylor", "dpmsolver"))
     if noises is not None and prediction != "x0":
         raise ValueError("noises applies to prediction='x0' (SDE-DPM-Solver++) only")
+    if noises is not None:
+        if isinstance(noises, torch.Tensor) or not isinstance(noises, (list, tuple)):
+            raise TypeError(f"noises must be a list of tensors, one per interval, got {type(noises).__name__}")
+        if len(noises) != len(ts) - 1:
+            raise ValueError(f"noises must hold one tensor per interval ({len(ts) - 1}), got {len(noises)}")
+        for z in noises:
+            if _checks.batch(z, "each of noises").shape != x_T.shape:
+                raise ValueError(f"each of noises must have x_T's shape {tuple(x_T.shape)}, got {tuple(z.shape)}")
     la, ls, lam = (v.tolist() for v in schedule.log_scales(ts))
     x, outs = x_T, []
     for i in range(len(ts) - 1):
@@ -235,7 +274,16 @@ def sde_study(model, x_T, schedule, ts_fine, factors, f, generator, solver_type=
     ``generator``). Returns a namespace: ``fine`` (the fine endpoint), ``strong[m]`` (RMS of the paired
     difference), ``weak[m]`` and ``weak_se[m]`` (mean of f(coarse) - f(fine) over paths and its standard
     error; f maps samples to one value per path)."""
+    _checks.callable_(model, "model")
+    x_T = _checks.batch(x_T, "x_T")
+    _checks.gaussian_path(schedule)
+    _checks.grid(ts_fine, x_T, schedule, "ts_fine")
     N = len(ts_fine) - 1
+    _factors(factors, N)
+    _checks.callable_(f, "f")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    _checks.choice(solver_type, "solver_type", ("taylor", "dpmsolver"))
     noises = [torch.randn(x_T.shape, generator=generator, dtype=x_T.dtype) for _ in range(N)]
     fine = multistep(model, x_T, schedule, ts_fine, 2, "x0", solver_type, noises=noises)
     out = SimpleNamespace(fine=fine, strong={}, weak={}, weak_se={})
@@ -322,7 +370,9 @@ PUBLISHED_3M = {"color": "#000000", "marker": "o", "label": r"DPM-Solver++(3M), 
 
 
 def linestyle(name: str) -> str:
-    """Solid for samplers driven by the noise prediction, dashed for the data-prediction family."""
+    """Solid for samplers driven by the noise prediction, dashed for the data-prediction family
+    (``name`` a catalogue entry)."""
+    catalogue.get(name)
     return "--" if name.startswith(DATA_PREDICTION) else "-"
 
 
@@ -331,7 +381,14 @@ def small_png(fig, colors: int = 64) -> plots.Figure:
     a third of the bytes, no visible change for line plots)."""
     import io
 
+    from matplotlib.figure import Figure
     from PIL import Image
+
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure (from plots.figure), got {type(fig).__name__}")
+    _checks.positive_int(colors, "colors", minimum=2)
+    if colors > 256:
+        raise ValueError(f"colors must be at most 256 (a PNG palette), got {colors}")
 
     shown = plots.show(fig)
     img = Image.open(io.BytesIO(shown.png)).convert("RGB").quantize(colors, method=Image.Quantize.MEDIANCUT)
@@ -340,10 +397,40 @@ def small_png(fig, colors: int = 64) -> plots.Figure:
     return plots.Figure(buf.getvalue(), shown.title)
 
 
+def _curve(v, name: str, ndim: int):
+    """A finite real tensor or NumPy array of ``ndim`` dimensions (the data of a plot)."""
+    import numpy as np
+
+    if isinstance(v, np.ndarray):
+        if not np.issubdtype(v.dtype, np.floating):
+            raise TypeError(f"{name} must be a floating-point array, got dtype {v.dtype}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"{name} must be finite, but it contains NaN or inf")
+    elif isinstance(v, torch.Tensor):
+        if v.dtype not in _checks.FLOAT_DTYPES:
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {v.dtype}")
+        _checks.finite(v, name)
+    else:
+        raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(v).__name__}")
+    if v.ndim != ndim or v.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty {ndim}-D array, got shape {tuple(v.shape)}")
+    return v
+
+
 def render_paths(lam_dense, exact_paths, lam_grid, paths, title, dpi=80):
     """One explorer frame: exact trajectories (grey) against a solver's grid values (coloured), x
     against lambda; ``exact_paths`` and ``paths`` are (points, len(lam)) arrays. A palette PNG at
     ``dpi`` (``small_png``)."""
+    lam_dense, lam_grid = _curve(lam_dense, "lam_dense", 1), _curve(lam_grid, "lam_grid", 1)
+    exact_paths, paths = _curve(exact_paths, "exact_paths", 2), _curve(paths, "paths", 2)
+    for arr, lam, name, lam_name in ((exact_paths, lam_dense, "exact_paths", "lam_dense"),
+                                     (paths, lam_grid, "paths", "lam_grid")):
+        if arr.shape[1] != lam.shape[0]:
+            raise ValueError(f"{name} must have one column per point of {lam_name} ({lam.shape[0]}), "
+                             f"got shape {tuple(arr.shape)}")
+    if not isinstance(title, str):
+        raise TypeError(f"title must be a str, got {type(title).__name__}")
+    _checks.positive_int(dpi, "dpi")
     fig, ax = plots.figure(width=6.0, height=3.2, dpi=dpi)
     ax.plot(lam_dense, exact_paths.T, color="0.7", lw=1.2)
     ax.plot(lam_grid, paths.T, "o-", color=plots.COLORS[0], ms=2, lw=0.7)
@@ -356,6 +443,12 @@ def render_paths(lam_dense, exact_paths, lam_grid, paths, title, dpi=80):
 def paired_gap(a, b, ref):
     """``(gap, se)``: the mean over points of |a - ref|^2 - |b - ref|^2 (negative: a is closer) and its
     standard error; a and b are paired (the same starting points), so their common noise cancels."""
+    a, b, ref = _checks.batch(a, "a"), _checks.batch(b, "b"), _checks.batch(ref, "ref")
+    if a.shape != ref.shape or b.shape != ref.shape:
+        raise ValueError(f"a, b and ref must have the same shape, got {tuple(a.shape)}, {tuple(b.shape)} "
+                         f"and {tuple(ref.shape)}")
+    if a.shape[0] < 2:
+        raise ValueError(f"a, b and ref must hold at least 2 points, got {a.shape[0]}")
     da = (a - ref).reshape(a.shape[0], -1).pow(2).sum(1)
     db = (b - ref).reshape(b.shape[0], -1).pow(2).sum(1)
     d = da - db
@@ -365,6 +458,11 @@ def paired_gap(a, b, ref):
 def block_gap(a, b):
     """``(gap, se)``: the mean over blocks of a's score minus b's (two ``bakeoff.Cell`` of the same blocks,
     e.g. from one ``bake_blocks`` call, which share x_T block by block) and its standard error over blocks."""
+    for cell, name in ((a, "a"), (b, "b")):
+        if not isinstance(cell, bakeoff.Cell):
+            raise TypeError(f"{name} must be a bakeoff.Cell, got {type(cell).__name__}")
+        if not all(math.isfinite(v) for v in cell.scores):
+            raise ValueError(f"{name}.scores must be finite, got {cell.scores}")
     if len(a.scores) != len(b.scores) or len(a.scores) < 2:
         raise ValueError(f"a and b must hold the same number (>= 2) of block scores, got {len(a.scores)} "
                          f"and {len(b.scores)}")
@@ -382,6 +480,12 @@ def gaussian_sde_study(mixture, schedule, ts_fine, factors, solver_type="dpmsolv
     path (``coarse_noises``). Returns a namespace: ``var_exact`` (alpha^2 s^2 + sigma^2 at the end),
     ``var_fine``, ``var[m]`` (the weak error is var[m] - var_exact; the mean is exact for every grid,
     ``mean_gap[m]``), ``strong[m]`` (the exact RMS of coarse - fine). x_T is N(0, 1)."""
+    if not isinstance(mixture, toy.GaussianMixture):
+        raise TypeError(f"mixture must be a toy.GaussianMixture, got {type(mixture).__name__}")
+    _checks.gaussian_path(schedule)
+    _checks.grid(ts_fine, torch.zeros(1, dtype=F64), schedule, "ts_fine")
+    _factors(factors, len(ts_fine) - 1)
+    _checks.choice(solver_type, "solver_type", ("taylor", "dpmsolver"))
     if mixture.weights.numel() != 1 or mixture.dim != 1:
         raise ValueError("mixture must be one 1-D Gaussian (toy.GaussianMixture([1.0], [m], [s]))")
     model = mixture.eps_model(schedule)

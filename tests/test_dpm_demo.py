@@ -2,10 +2,12 @@
 of diffnb.symbolic.dpm_solver, the library samplers, Monte Carlo, and exact identities."""
 
 import math
+import re
 
 import pytest
 import sympy as sp
 import torch
+from matplotlib.figure import Figure
 
 from diffnb import bakeoff, catalogue, dpm_demo, metrics, plots, toy
 from diffnb.samplers import dpm_solver, dpm_solver_pp, sde_dpm_solver_pp
@@ -268,3 +270,52 @@ def test_styles_and_frames():
     ax.set_ylabel("y")
     small = dpm_demo.small_png(fig, 16)
     assert isinstance(small, plots.Figure) and small.png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- bad input is refused by name ------------------------------------------------------------------
+def _bad_dpm_demo_calls():
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    ts = VP.timesteps(4, "logsnr", t_end=1e-3)
+    cell = bakeoff.Cell("a", 10, 10, (1.0, 2.0))
+    gauss = toy.GaussianMixture([1.0], [0.5], [0.2])
+    fig = Figure()  # not through pyplot: nothing to close
+    return [
+        (lambda: dpm_demo.multistep(None, x, VP, ts), TypeError, "model must be callable"),
+        (lambda: dpm_demo.multistep(EPS, "x", VP, ts), TypeError, "x_T must be a torch.Tensor"),
+        (lambda: dpm_demo.multistep(EPS, x, "VP", ts), TypeError, "schedule must be a diffnb.schedules.GaussianPath"),
+        (lambda: dpm_demo.multistep(EPS, x, VP, ts.flip(0)), ValueError, "ts must be strictly decreasing"),
+        (lambda: dpm_demo.multistep(EPS, x, VP, ts, order=4), ValueError, "order must be 1, 2 or 3"),
+        (lambda: dpm_demo.multistep(EPS, x, VP, ts, d2_weight=math.nan), ValueError, "d2_weight must be finite"),
+        (lambda: dpm_demo.multistep(EPS, x, VP, ts, noises=[x] * 3), ValueError, "one tensor per interval (4)"),
+        (lambda: dpm_demo.multistep(EPS, x, VP, ts, noises=[x[:1]] * 4), ValueError, "each of noises must have"),
+        (lambda: dpm_demo.multistep(EPS, x, VP, ts, noises=x), TypeError, "noises must be a list of tensors"),
+        (lambda: dpm_demo.sde_study(EPS, x, VP, ts, [3], lambda v: v, None), ValueError, "factors must divide"),
+        (lambda: dpm_demo.sde_study(EPS, x, VP, ts, "2", lambda v: v, None), TypeError, "factors must be"),
+        (lambda: dpm_demo.sde_study(EPS, x, VP, ts, [2], None, None), TypeError, "f must be callable"),
+        (lambda: dpm_demo.sde_study(EPS, x, VP, ts, [2], lambda v: v, 3), TypeError, "generator must be"),
+        (lambda: dpm_demo.gaussian_sde_study(None, VP, ts, [2]), TypeError, "mixture must be a toy.GaussianMixture"),
+        (lambda: dpm_demo.gaussian_sde_study(gauss, VP, ts.float(), [2]), TypeError, "ts_fine must have the dtype"),
+        (lambda: dpm_demo.gaussian_sde_study(gauss, VP, ts, [0]), ValueError, "each of factors must be at least 1"),
+        (lambda: dpm_demo.linestyle(None), TypeError, "name must be a str"),
+        (lambda: dpm_demo.linestyle("x"), ValueError, "name must be one of the catalogue's entries"),
+        (lambda: dpm_demo.small_png("fig"), TypeError, "fig must be a matplotlib Figure"),
+        (lambda: dpm_demo.small_png(fig, 1), ValueError, "colors must be at least 2"),
+        (lambda: dpm_demo.small_png(fig, 1000), ValueError, "colors must be at most 256"),
+        (lambda: dpm_demo.render_paths(None, x, ts, x, "t"), TypeError, "lam_dense must be a torch.Tensor"),
+        (lambda: dpm_demo.render_paths(ts, x, ts, x, "t"), ValueError, "exact_paths must have one column"),
+        (lambda: dpm_demo.render_paths(ts[:2], x, ts[:2], x * math.nan, "t"), ValueError, "paths must be finite"),
+        (lambda: dpm_demo.render_paths(ts[:2], x, ts[:2], x, None), TypeError, "title must be a str"),
+        (lambda: dpm_demo.paired_gap(x, x, None), TypeError, "ref must be a torch.Tensor"),
+        (lambda: dpm_demo.paired_gap(x, x[:3], x), ValueError, "a, b and ref must have the same shape"),
+        (lambda: dpm_demo.paired_gap(x[:1], x[:1], x[:1]), ValueError, "at least 2 points"),
+        (lambda: dpm_demo.block_gap(cell, "b"), TypeError, "b must be a bakeoff.Cell"),
+        (lambda: dpm_demo.block_gap(cell, bakeoff.Cell("b", 10, 10, (1.0, math.nan))), ValueError,
+         "b.scores must be finite"),
+    ]
+
+
+@pytest.mark.parametrize("k", range(len(_bad_dpm_demo_calls())))
+def test_bad_input_raises_naming_the_argument(k):
+    call, error, message = _bad_dpm_demo_calls()[k]
+    with pytest.raises(error, match=re.escape(message)):
+        call()
