@@ -28,6 +28,26 @@ __all__ = ["exact_velocity", "dense_paths", "coordinates", "chord_deviation", "g
 F64 = torch.float64
 
 
+def _sq_errors(sq, name: str, ndim: int) -> torch.Tensor:
+    """Per-path squared errors: a finite, non-negative floating tensor of ``ndim`` dimensions."""
+    sq = _checks.batch(sq, name)
+    if sq.ndim != ndim or sq.shape[-1] == 0:
+        raise ValueError(f"{name} must be {ndim}-D per-path squared errors, got shape {tuple(sq.shape)}")
+    if bool((sq < 0).any()):
+        raise ValueError(f"{name} must be squared errors (>= 0), but it holds negative values")
+    return sq
+
+
+def _bootstrap(n_boot, seed, level):
+    _checks.positive_int(n_boot, "n_boot", minimum=2)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if isinstance(level, bool) or not isinstance(level, (int, float)):
+        raise TypeError(f"level must be a number, got {type(level).__name__}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+
+
 def exact_velocity(mixture, schedule):
     """The exact probability-flow velocity u(x, t) = alpha'_t E[x0 | x_t] + sigma'_t E[eps | x_t] of a
     ``toy.GaussianMixture`` on ``schedule``; finite where alpha = 0 (flow matching's t = 1, where it is
@@ -85,6 +105,10 @@ def grid_to_zero(schedule, n: int, spacing: str, **kwargs):
 def matched_grid(ts, source: GaussianPath, target: GaussianPath):
     """The times of ``target`` with the log-SNRs of ``ts`` on ``source`` (the same lambda grid); the clean
     end (lambda = inf) maps to ``target.t_min``."""
+    _checks.gaussian_path(source, "source")
+    _checks.gaussian_path(target, "target")
+    if not isinstance(ts, torch.Tensor):
+        raise TypeError(f"ts must be a torch.Tensor of times, got {type(ts).__name__}")
     lam = source.log_snr(ts)
     out = target.t_of_log_snr(lam)
     return torch.where(torch.isposinf(lam), torch.full_like(out, float(target.t_min)), out)
@@ -92,11 +116,21 @@ def matched_grid(ts, source: GaussianPath, target: GaussianPath):
 
 def per_path_sq_errors(x, reference):
     """Squared Euclidean error of each path, ``(batch,)``."""
+    x, reference = _checks.batch(x, "x"), _checks.batch(reference, "reference")
+    if x.shape != reference.shape:
+        raise ValueError(f"reference must have x's shape {tuple(x.shape)}, got {tuple(reference.shape)}")
     return (x - reference).reshape(x.shape[0], -1).pow(2).sum(1)
 
 
 def rms(sq):
     """RMS error from per-path squared errors (the last dimension)."""
+    if not isinstance(sq, torch.Tensor):
+        raise TypeError(f"sq must be a torch.Tensor of per-path squared errors, got {type(sq).__name__}")
+    if sq.dtype not in _checks.FLOAT_DTYPES:
+        raise TypeError(f"sq must be a floating-point tensor, got dtype {sq.dtype}")
+    if sq.ndim < 1 or sq.shape[-1] == 0:
+        raise ValueError(f"sq must have a non-empty last dimension of paths, got shape {tuple(sq.shape)}")
+    _checks.finite(sq, "sq")
     return sq.mean(-1).sqrt()
 
 
@@ -109,6 +143,8 @@ def paired_ratio(sq_a, sq_b, n_boot: int = 2000, seed: int = 0, level: float = 0
     """RMS(a) / RMS(b) over the same paths and its paired bootstrap interval (resampling paths).
 
     Returns ``(ratio, lo, hi)``; "a beats b" is supported where hi < 1."""
+    sq_a, sq_b = _sq_errors(sq_a, "sq_a", 1), _sq_errors(sq_b, "sq_b", 1)
+    _bootstrap(n_boot, seed, level)
     if sq_a.shape != sq_b.shape or sq_a.ndim != 1:
         raise ValueError("sq_a and sq_b must be 1-D per-path squared errors of the same paths")
     idx = _boot_index(sq_a.numel(), n_boot, seed)
@@ -134,6 +170,17 @@ def crossing_nfe(nfe_a, sq_a, target_sq, n_boot: int = 2000, seed: int = 0, leve
 
     ``sq_a``: ``(len(nfe_a), batch)`` per-path squared errors; ``target_sq``: ``(batch,)`` on the same
     paths. Returns ``(nfe, lo, hi)``; inf where a never gets there."""
+    if isinstance(nfe_a, (str, bytes)) or not hasattr(nfe_a, "__len__"):
+        raise TypeError(f"nfe_a must be a sequence of model-call budgets, got {type(nfe_a).__name__}")
+    budgets = [_checks.positive_number(n, "each of nfe_a") for n in
+               (nfe_a.tolist() if isinstance(nfe_a, torch.Tensor) else nfe_a)]
+    if not budgets or any(b <= a for a, b in zip(budgets, budgets[1:])):
+        raise ValueError(f"nfe_a must be a non-empty increasing sequence, got {budgets}")
+    sq_a, target_sq = _sq_errors(sq_a, "sq_a", 2), _sq_errors(target_sq, "target_sq", 1)
+    if sq_a.shape != (len(budgets), target_sq.shape[0]):
+        raise ValueError(f"sq_a must have shape (len(nfe_a), batch) = ({len(budgets)}, {target_sq.shape[0]}), "
+                         f"got {tuple(sq_a.shape)}")
+    _bootstrap(n_boot, seed, level)
     log_n = torch.as_tensor(nfe_a, dtype=F64).log()
     point = float(_cross(log_n, rms(sq_a)[None], rms(target_sq)[None])[0])
     idx = _boot_index(target_sq.numel(), n_boot, seed)

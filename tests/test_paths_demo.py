@@ -1,5 +1,6 @@
 """Chapter 5's helpers: chord deviation, grids to zero, matched grids, paired statistics."""
 import math
+import re
 
 import pytest
 import torch
@@ -73,3 +74,40 @@ def test_crossing_nfe_interpolates_log_linearly():
     assert math.isclose(n, math.sqrt(20 * 40), rel_tol=1e-12) and lo == pytest.approx(n)
     never = pdm.crossing_nfe(nfe, sq, torch.full((50,), 1e-4, dtype=F64), n_boot=20)
     assert math.isinf(never[0])
+
+
+# --- bad input is refused by name ------------------------------------------------------------------
+def _bad_paths_calls():
+    ve, vp = VE(), LinearVP()
+    sq = torch.rand(10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sq_a = torch.stack([2 * sq, sq, sq / 2])
+    x = torch.randn(10, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return [
+        (lambda: pdm.matched_grid(None, ve, vp), TypeError, "ts must be a torch.Tensor"),
+        (lambda: pdm.matched_grid(torch.ones(3), "ve", vp), TypeError, "source must be a diffnb.schedules.GaussianPath"),
+        (lambda: pdm.matched_grid(torch.ones(3), ve, None), TypeError, "target must be a diffnb.schedules.GaussianPath"),
+        (lambda: pdm.per_path_sq_errors(math.nan, x), TypeError, "x must be a torch.Tensor"),
+        (lambda: pdm.per_path_sq_errors(x, x[:5]), ValueError, "reference must have x's shape"),
+        (lambda: pdm.per_path_sq_errors(x, x * math.nan), ValueError, "reference must be finite"),
+        (lambda: pdm.rms("sq"), TypeError, "sq must be a torch.Tensor"),
+        (lambda: pdm.rms(sq * math.nan), ValueError, "sq must be finite"),
+        (lambda: pdm.rms(torch.ones(3, 0)), ValueError, "non-empty last dimension"),
+        (lambda: pdm.paired_ratio(sq, None), TypeError, "sq_b must be a torch.Tensor"),
+        (lambda: pdm.paired_ratio(-sq, sq), ValueError, "sq_a must be squared errors (>= 0)"),
+        (lambda: pdm.paired_ratio(sq_a, sq_a), ValueError, "sq_a must be 1-D"),
+        (lambda: pdm.paired_ratio(sq, sq, n_boot=1), ValueError, "n_boot must be at least 2"),
+        (lambda: pdm.paired_ratio(sq, sq, level=1.0), ValueError, "level must lie in (0, 1)"),
+        (lambda: pdm.paired_ratio(sq, sq, seed=0.5), TypeError, "seed must be an int"),
+        (lambda: pdm.crossing_nfe(None, sq_a, sq), TypeError, "nfe_a must be a sequence"),
+        (lambda: pdm.crossing_nfe([1, 3, 2], sq_a, sq), ValueError, "nfe_a must be a non-empty increasing"),
+        (lambda: pdm.crossing_nfe([1, 2, math.nan], sq_a, sq), ValueError, "each of nfe_a must be positive"),
+        (lambda: pdm.crossing_nfe([1, 2], sq_a, sq), ValueError, "sq_a must have shape (len(nfe_a), batch)"),
+        (lambda: pdm.crossing_nfe([1, 2, 4], sq_a, sq * math.nan), ValueError, "target_sq must be finite"),
+    ]
+
+
+@pytest.mark.parametrize("k", range(len(_bad_paths_calls())))
+def test_bad_input_raises_naming_the_argument(k):
+    call, error, message = _bad_paths_calls()[k]
+    with pytest.raises(error, match=re.escape(message)):
+        call()
