@@ -142,3 +142,65 @@ def test_latex_keeps_the_written_order():
     assert core.latex(1 - a - b**2) == "1 - a - b^{2}"
     assert core.latex(core.in_order(sp.exp(h), -1)) == "e^{h} - 1"
     assert core.is_zero(core.in_order(sp.exp(h), -1) - (sp.exp(h) - 1))
+
+
+# --- bad input: TypeError / ValueError naming the argument ------------------------------------------
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: core.latex("x"), TypeError, "expr must be a sympy expression or a real number, got str"),
+    (lambda: core.show(None), TypeError, "expr must be a sympy expression or a real number, got NoneType"),
+    (lambda: core.latex(NAN), ValueError, "expr must be finite"),
+    (lambda: core.in_order(x, "y"), TypeError, r"terms\[1\] must be a sympy expression"),
+    (lambda: core.is_zero("x - x"), TypeError, "expr must be a sympy expression"),
+    (lambda: core.is_zero(sp.nan), ValueError, "expr must be finite"),
+    (lambda: core.is_zero(x, [(x, 0)]), TypeError, "relation must be a dict"),
+    (lambda: core.nonzero_at(x, None), TypeError, "point must be a dict"),
+    (lambda: core.nonzero_at(None, {x: 1}), TypeError, "expr must be a sympy expression"),
+    (lambda: core.gaussian_log_density(x, NAN, 1), ValueError, "mean must be finite"),
+    (lambda: core.gaussian_log_density(x, 0, 0), ValueError, "var must be positive"),
+    (lambda: core.gaussian_density(x, 0, -1), ValueError, "var must be positive"),
+    (lambda: core.gaussian_density("x", 0, 1), TypeError, "x must be a sympy expression"),
+    (lambda: core.gaussian_kl(0, 1, NAN, 1), ValueError, "mean_p must be finite"),
+    (lambda: core.gaussian_kl(0, 1, 0, 0), ValueError, "var_p must be positive"),
+    (lambda: core.complete_the_square(None, x), TypeError, "log_density must be a sympy expression"),
+    (lambda: core.complete_the_square(-x**2, "x"), TypeError, "x must be a sympy Symbol"),
+    (lambda: core.gaussian_moments(None, x, [u]), TypeError, "expr must be a sympy expression"),
+    (lambda: core.gaussian_moments(x, x, u), TypeError, "noises must be a list of sympy Symbols"),
+    (lambda: core.gaussian_expectation("u", [u]), TypeError, "expr must be a sympy expression"),
+    (lambda: core.gaussian_expectation(u, u), TypeError, "normals must be a non-empty list"),
+    (lambda: core.drift_diffusion(None, a, h), TypeError, "alpha must be a sympy expression"),
+    (lambda: core.drift_diffusion(0, a, h), ValueError, "alpha must be positive"),
+    (lambda: core.drift_diffusion(a, NAN, h), ValueError, "sigma must be finite"),
+    (lambda: core.drift_diffusion(a, b, 1), TypeError, "t must be a sympy Symbol"),
+    (lambda: core.truncate(None, h, 2), TypeError, "expr must be a sympy expression"),
+    (lambda: core.truncate(h, h, 2.0), TypeError, "K must be an int"),
+    (lambda: core.truncate(h, h, -1), ValueError, "K must be at least 0"),
+    (lambda: core.ode_series(x, x, "lam", 1, h, 2), TypeError, "lam must be a sympy Symbol"),
+    (lambda: core.ode_series(x, x, u, NAN, h, 2), ValueError, "y0 must be finite"),
+    (lambda: core.local_order("h", h), TypeError, "residual must be a sympy expression"),
+])
+def test_bad_input_names_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_checks_accept_what_the_chapters_pass():
+    assert core.latex(sp.Matrix([x, 1])) and core.latex(2) == "2"
+    assert core.is_zero(0) and core.is_zero(x - x, {})
+    assert core.gaussian_kl([x, 0], 1, [0, 0], 2) == core.gaussian_kl(x, 1, 0, 2) + core.gaussian_kl(0, 1, 0, 2)
+    assert core.drift_diffusion(1, h, h) == (0, 2 * h)  # VE: alpha = 1
+    assert core.gaussian_log_density(x, 0.5, 0.25) == -(x - 0.5) ** 2 / 0.5 - sp.log(2 * sp.pi * 0.25) / 2
+
+
+def test_namespace_check_names_the_factory():
+    from diffnb.symbolic import ddim, ddpm
+
+    with pytest.raises(TypeError, match=r"S must be the symbol namespace of diffnb.symbolic.ddim.ddim_symbols\(\), "
+                                        r"got the namespace of diffnb.symbolic.ddpm.ddpm_symbols\(\)"):
+        ddim.ddim_update(ddpm.ddpm_symbols())
+    with pytest.raises(TypeError, match="got SimpleNamespace"):
+        from types import SimpleNamespace
+
+        ddim.ddim_update(SimpleNamespace(**vars(ddim.ddim_symbols())))

@@ -205,3 +205,49 @@ def test_textbook_forms_are_the_derived_results():
     assert sd.is_zero_admissible(F["theorem1_step"].rhs.coeff(sp.Symbol(r"\|\epsilon - \epsilon_\theta\|^{2}",
                                  nonnegative=True)) - sd.theorem1_step(S).weight, S)
     assert r"\sqrt{1 - \bar{\alpha}_{s} - \varsigma_{t}^{2}}" in latex(F["m"])
+
+
+# --- bad input: TypeError / ValueError naming the argument ------------------------------------------
+import pytest  # noqa: E402
+
+S_FUNCTIONS = ["matching_equations", "solve_matching", "ddim_coefficients", "x0_eps_form", "x0_hat_expr",
+               "ddim_update", "ddim_sigma_expr", "eta_max_expr", "posterior_moments_expr", "kernel_marginal",
+               "forward_kernel", "theorem1_step", "theorem1_weight_closed_form", "textbook_forms"]
+
+
+@pytest.mark.parametrize("name", S_FUNCTIONS)
+@pytest.mark.parametrize("bad", ["x", 1.0, ddpm.ddpm_symbols(), sd.ode_symbols()])
+def test_functions_of_S_refuse_another_namespace(name, bad):
+    with pytest.raises(TypeError, match=r"S must be the symbol namespace of diffnb.symbolic.ddim.ddim_symbols\(\)"):
+        getattr(sd, name)(bad)
+
+
+@pytest.mark.parametrize("name", ["ddim_deterministic_step", "euler_step_y_rho"])
+def test_ode_steps_refuse_another_namespace(name):
+    with pytest.raises(TypeError, match=r"O must be the symbol namespace of diffnb.symbolic.ddim.ode_symbols\(\), "
+                                        r"got the namespace of diffnb.symbolic.ddim.ddim_symbols\(\)"):
+        getattr(sd, name)(sd.ddim_symbols())
+
+
+def test_ddim_bad_arguments_name_the_argument():
+    S = sd.ddim_symbols("s")
+    with pytest.raises(TypeError, match="prev must be a str"):
+        sd.ddim_symbols(1)
+    with pytest.raises(ValueError, match="prev must be a non-empty str"):
+        sd.ddim_symbols("")
+    for fn in (sd.admissible, sd.is_zero_admissible):
+        with pytest.raises(TypeError, match="expr must be a sympy expression"):
+            fn("x", S)
+        with pytest.raises(TypeError, match="S must be the symbol namespace"):
+            fn(S.x, None)
+    with pytest.raises(TypeError, match="eps must be a sympy expression"):
+        sd.x0_hat_expr(S, "eps")
+    with pytest.raises(ValueError, match="eta must be finite"):
+        sd.ddim_sigma_expr(S, float("nan"))
+    with pytest.raises(ValueError, match="eta must be non-negative"):
+        sd.ddim_sigma_expr(S, -1)
+    with pytest.raises(TypeError, match=r"data must be a tuple \(m, s, a, b\)"):
+        sd.theorem1_step(S, data=(0, 1))
+    with pytest.raises(TypeError, match=r"data\[2\] must be a sympy expression"):
+        sd.theorem1_step(S, data=(0, 1, None, 0))
+    assert sd.ddim_sigma_expr(S, 0) == 0 and sd.is_zero_admissible(0, S)

@@ -117,3 +117,38 @@ def test_textbook_forms_are_the_derived_results_in_textbook_form():
     assert is_zero(F["elbo_term"].rhs.coeff(loss) - E.weight)  # L_simple is L_{t-1} with the weight dropped
     text = latex(F["posterior_mean"]) + latex(F["posterior_variance"]) + latex(F["elbo_term"])
     assert r"1 - \bar{\alpha}_{t}" in text and r"\bar{\alpha}_{t-1} \beta_{t}" not in text
+
+
+# --- bad input: TypeError / ValueError naming the argument ------------------------------------------
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["ddpm_posterior", "posterior_closed_form", "x0_from_eps_expr",
+                                  "posterior_mean_eps_form", "elbo_term", "elbo_weight_closed_form", "textbook_forms"])
+def test_functions_of_S_refuse_another_namespace(name):
+    for bad in ("S", ddim.ddim_symbols()):
+        with pytest.raises(TypeError, match=r"S must be the symbol namespace of diffnb.symbolic.ddpm.ddpm_symbols\(\)"):
+            getattr(ddpm, name)(bad)
+
+
+def test_ddpm_bad_arguments_name_the_argument():
+    nan = float("nan")
+    b = S.beta
+    with pytest.raises(TypeError, match="a1 must be a sympy expression"):
+        ddpm.compose_gaussian_steps("a", b, 1, b)
+    with pytest.raises(ValueError, match="v2 must be non-negative"):
+        ddpm.compose_gaussian_steps(1, b, 1, -1)
+    with pytest.raises(ValueError, match="v1 must be finite"):
+        ddpm.compose_gaussian_steps(1, nan, 1, b)
+    args = dict(xt=S.xt, x=S.x, x0=S.x0, a=sp.sqrt(1 - b), v=b, abar_prev=S.abar_prev)
+    for key, bad, error, message in [("xt", None, TypeError, "xt must be a sympy expression"),
+                                     ("x", 1, TypeError, "x must be a sympy Symbol"),
+                                     ("a", nan, ValueError, "a must be finite"),
+                                     ("v", 0, ValueError, "v must be positive"),
+                                     ("abar_prev", 1, ValueError, "abar_prev must be below 1"),
+                                     ("abar_prev", -0.5, ValueError, "abar_prev must be non-negative")]:
+        with pytest.raises(error, match=message):
+            ddpm.bayes_posterior(**{**args, key: bad})
+    with pytest.raises(TypeError, match="eps must be a sympy expression"):
+        ddpm.posterior_mean_eps_form(S, "eps")
+    assert ddpm.compose_gaussian_steps(1, 0, 1, b)[1] == b  # a deterministic first step is allowed

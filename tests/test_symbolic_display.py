@@ -49,3 +49,27 @@ def test_display_bad_input():
         Equation("a", "b")
     with pytest.raises(TypeError, match="pairs"):
         Braced("x", [("a", "b")])
+
+
+def test_display_bad_arguments_name_the_argument():
+    S = symd.ddim_symbols()
+    f = Formula("1 - abar_t", formula_names(S))
+    with pytest.raises(TypeError, match="names must be a dict"):
+        Formula("1 - abar_t", None)
+    with pytest.raises(TypeError, match="lhs must be a LaTeX str or None"):
+        Formula("1 - abar_t", formula_names(S), 1)
+    with pytest.raises(TypeError, match="lhs must be a LaTeX str, got NoneType"):
+        Braced(None, [(f, "label")])
+    with pytest.raises(TypeError, match="terms must be a list of"):
+        Braced("x", None)
+    with pytest.raises(TypeError, match="terms must be"):
+        Braced("x", [(f, "a", "b")])
+    with pytest.raises(TypeError, match=r"rows\[1\] must be a Formula, Equation, Braced or certificate"):
+        Aligned(f, "x = 1")
+    with pytest.raises(TypeError, match="lhs must be a LaTeX str"):
+        certificate(None, S.x0 - 1, {S.x0: 2})
+    with pytest.raises(TypeError, match="point must be a dict"):
+        certificate("r", S.x0 - 1, [(S.x0, 2)])
+    with pytest.raises(TypeError, match="expr must be a sympy expression"):
+        certificate("r", "x0 - 1", {S.x0: 2})
+    assert Aligned(f, Equation(f, f), certificate("r", S.x0 - 1, {S.x0: 2}))._repr_latex_()

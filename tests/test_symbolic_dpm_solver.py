@@ -169,3 +169,59 @@ def test_textbook_forms_are_the_derived_results():
     assert is_zero(F["sde_pp_variance"].rhs - sd.sde_transition().variance)
     assert latex(F["sde_pp_variance"].rhs) == r"\sigma_{t}^{2} \left(1 - e^{- 2 h}\right)"
     assert r"\sigma_{t} \left(e^{h} - 1\right)" in latex(F["dpm_solver_1"])
+
+
+# --- bad input: TypeError / ValueError naming the argument ------------------------------------------
+from diffnb.symbolic import ddim as _ddim  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["exact_step", "dpm1_update", "dpm_pp1_update", "ddim_update_ode",
+                                  "sde_pp1_update", "textbook_forms"])
+def test_functions_of_S_refuse_another_namespace(name):
+    for bad in ("S", _ddim.ddim_symbols()):
+        with pytest.raises(TypeError,
+                           match=r"S must be the symbol namespace of diffnb.symbolic.dpm_solver.dpm_symbols\(\)"):
+            getattr(sd, name)(bad)
+
+
+def test_dpm_solver_bad_arguments_name_the_argument():
+    nan, h = float("nan"), S.h
+    P = sd.small_test_problem(Q)
+    for call, error, message in [
+        (lambda: sd.phi_expr(0), ValueError, "k must be at least 1"),
+        (lambda: sd.phi_expr(1.0), TypeError, "k must be an int"),
+        (lambda: sd.phi_expr(1, nan), ValueError, "z must be finite"),
+        (lambda: sd.phi_expr(1, "z"), TypeError, "z must be a sympy expression"),
+        (lambda: sd.phi_series(1, S.z, 0), ValueError, "terms must be at least 1"),
+        (lambda: sd.phi_series(-1, S.z, 3), ValueError, "k must be at least 0"),
+        (lambda: sd.phi_integral(nan), TypeError, "n must be an int"),
+        (lambda: sd.phi_integral(1, 2), ValueError, "sign must be -1 or"),
+        (lambda: sd.integrating_factor_residual(sd.integrating_factor(), tau=1), TypeError, "tau must be a sympy Symbol"),
+        (lambda: sd.integrating_factor_residual(sd.integrating_factor(), f="f"), TypeError, "f must be a sympy function"),
+        (lambda: sd.exact_solution_residual(1), TypeError, "kind must be the str 'eps' or 'x0'"),
+        (lambda: sd.interpolation_weights("H", h, [0]), TypeError, "H must be a sympy expression"),
+        (lambda: sd.interpolation_weights(h, h, "0"), TypeError, "fracs must be a list or tuple"),
+        (lambda: sd.interpolation_weights(h, h, []), ValueError, "fracs must not be empty"),
+        (lambda: sd.interpolation_weights(h, h, [0, nan]), ValueError, r"fracs\[1\] must be finite"),
+        (lambda: sd.interpolation_weights(h, h, [0], terms=0), ValueError, "terms must be at least 1"),
+        (lambda: sd.small_test_problem((1, 2)), TypeError, r"coeffs must be a tuple \(a, b, c\)"),
+        (lambda: sd.small_test_problem((1, nan, 2)), ValueError, r"coeffs \(b\) must be finite"),
+        (lambda: sd.small_test_problem((1, S.z, 2)), TypeError, r"coeffs \(b\) must be a real number"),
+        (lambda: sd.singlestep_series("x"), TypeError, "order_nodes must be a list or tuple"),
+        (lambda: sd.singlestep_series([None], P=P), TypeError, r"order_nodes\[0\] must be a sympy expression"),
+        (lambda: sd.singlestep_series([], "y", P=P), ValueError, "kind must be 'eps' or 'x0'"),
+        (lambda: sd.singlestep_series([], K=0, P=P), ValueError, "K must be at least 1"),
+        (lambda: sd.singlestep_series([], P=S), TypeError,
+         r"P must be the symbol namespace of diffnb.symbolic.dpm_solver.small_test_problem\(\)"),
+        (lambda: sd.multistep_series(0, P=P), ValueError, "order must be at least 1"),
+        (lambda: sd.multistep_series(3, ratios=[1], P=P), ValueError, "ratios must hold at least order - 1 = 2"),
+        (lambda: sd.multistep_series(2, P="P"), TypeError, "P must be the symbol namespace"),
+        (lambda: sd.dpm2_paper_series(0, P=P), ValueError, "r must be positive"),
+        (lambda: sd.dpm2_paper_series("r", P=P), TypeError, "r must be a sympy expression"),
+        (lambda: sd.series_order(None, h, P), TypeError, "solver must be a sympy expression"),
+        (lambda: sd.series_order(h, "h", P), TypeError, "h must be a sympy Symbol"),
+        (lambda: sd.series_order(h, h, None), TypeError, "P must be the symbol namespace"),
+    ]:
+        with pytest.raises(error, match=message):
+            call()
+    assert sd.phi_series(0, S.z, 2) == 1 + S.z and sd.phi_integral(0, +1) == sd.phi_integral(0, 1)

@@ -140,3 +140,26 @@ def test_seed002_last_formula_is_an_sde_step_not_an_ode_step():
     step = last.subs({P.x: P.alpha_s * x0 + P.sigma_s * u, P.x0: x0})
     mean, var = gaussian_moments(step, x0, [u, P.zeta])
     assert is_zero(mean - P.alpha_t, P.relation) and is_zero(var - P.sigma_t**2, P.relation)
+
+
+# --- bad input: TypeError naming the argument and the factory of its namespace -----------------------
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("name, arg, factory, right", [
+    ("seed000_forward_kernel", "S", "ddpm.ddpm_symbols", S), ("seed000_posterior_mean", "S", "ddpm.ddpm_symbols", S),
+    ("seed000_m", "D", "ddim.ddim_symbols", D), ("seed000_k", "D", "ddim.ddim_symbols", D),
+    ("seed000_regrouped_step", "D", "ddim.ddim_symbols", D), ("seed001_update", "D", "ddim.ddim_symbols", D),
+    ("seed002_linear_schedule", "Q", "sde.sde_symbols", Q)])
+def test_seed_formulas_refuse_another_namespace(name, arg, factory, right):
+    wrong = Q if right is not Q else D
+    for bad in (None, "S", wrong):
+        with pytest.raises(TypeError, match=rf"{arg} must be the symbol namespace of diffnb.symbolic.{factory}\(\)"):
+            getattr(errata, name)(bad)
+
+
+def test_seed002_dsm_objective_bad_arguments():
+    with pytest.raises(TypeError, match=r"Q must be the symbol namespace of diffnb.symbolic.sde.sde_symbols\(\)"):
+        errata.seed002_dsm_objective(S, Q.x)
+    with pytest.raises(TypeError, match="model must be a sympy expression"):
+        errata.seed002_dsm_objective(Q, "x")

@@ -201,3 +201,56 @@ def test_textbook_forms_are_the_derived_results():
     f, g2 = sp.Symbol("f(t)"), sp.Symbol("g^{2}(t)")
     p = sp.exp(-S.eps * S.x / sigma)  # a density with score -eps/sigma at every x
     assert is_zero(T["pf_ode_eps"].rhs - ss.pf_ode_velocity(f, g2, p, S.x))
+
+
+# --- bad input: TypeError / ValueError naming the argument ------------------------------------------
+import pytest  # noqa: E402
+
+from diffnb.symbolic import ddim as _ddim  # noqa: E402
+
+OPTIONAL_S = ["linear_vp_beta", "linear_vp_log_alpha", "cosine_vp_alpha", "product_continuum_limit",
+              "reverse_family_residual", "gaussian_flow_map", "rho_form_residual", "ddpm_step_vs_euler_maruyama",
+              "conditional_score", "gaussian_score", "gaussian_posterior_mean", "tweedie_mean", "textbook_forms"]
+
+
+@pytest.mark.parametrize("name", OPTIONAL_S + ["sm_objective", "dsm_loss", "dsm_objective"])
+def test_functions_of_S_refuse_another_namespace(name):
+    args = (S.x,) if name in ("sm_objective", "dsm_loss", "dsm_objective") else ()
+    for bad in ("S", _ddim.ddim_symbols()):
+        with pytest.raises(TypeError, match=r"S must be the symbol namespace of diffnb.symbolic.sde.sde_symbols\(\)"):
+            getattr(ss, name)(bad, *args)
+
+
+def test_sde_bad_arguments_name_the_argument():
+    p = sp.Function("p", positive=True)(S.x, S.t)
+    f, g2 = drift_diffusion(S.alpha, S.sigma, S.t)
+    for name in ("sm_objective", "dsm_loss", "dsm_objective"):
+        with pytest.raises(TypeError, match="S must be the symbol namespace"):
+            getattr(ss, name)(None, S.x)
+        with pytest.raises(TypeError, match="model must be a sympy expression"):
+            getattr(ss, name)(S, "x")
+    with pytest.raises(TypeError, match="p must be a sympy expression"):
+        ss.fokker_planck_residual("p", f * S.x, g2, S.x, S.t)
+    with pytest.raises(ValueError, match="g2 must be finite"):
+        ss.fokker_planck_residual(p, f * S.x, float("nan"), S.x, S.t)
+    with pytest.raises(TypeError, match="t must be a sympy Symbol"):
+        ss.continuity_residual(p, f * S.x, S.x, 0.5)
+    with pytest.raises(TypeError, match="g2 must be a sympy expression"):
+        ss.reverse_fokker_planck_residual(p, f * S.x, None, S.x, S.t)
+    with pytest.raises(ValueError, match="p must be positive"):
+        ss.reverse_drift(f, g2, 0, S.x, 1)
+    with pytest.raises(ValueError, match="eta must be finite"):
+        ss.reverse_drift(f, g2, p, S.x, float("nan"))
+    with pytest.raises(TypeError, match="x must be a sympy Symbol"):
+        ss.pf_ode_velocity(f, g2, p, "x")
+    with pytest.raises(TypeError, match="f must be a sympy expression"):
+        ss.reverse_sde_drift(None, g2, p, S.x)
+    with pytest.raises(TypeError, match="p must be a sympy expression"):
+        ss.reverse_family_residual(S, "p")
+    with pytest.raises(TypeError, match="x_T must be a sympy expression"):
+        ss.gaussian_flow_map(S, x_T="x")
+    with pytest.raises(ValueError, match="order must be at least 1"):
+        ss.ddpm_step_vs_euler_maruyama(S, order=0)
+    with pytest.raises(TypeError, match="score must be a sympy expression"):
+        ss.tweedie_mean(S, score="s")
+    assert is_zero(ss.continuity_residual(p, 0, S.x, S.t) - sp.diff(p, S.t))  # numbers where meant

@@ -16,12 +16,22 @@ Notation::
 Display: ``textbook_forms`` of each chapter module returns closed forms; ``show`` / ``latex`` print them
 with their terms in the order they were written (``order="none"``), as the papers print them.
 
+Arguments: a function that takes a namespace of symbols (``S`` from ``ddim.ddim_symbols()``, ...) checks
+its kind (``namespace``: a ``TypeError`` naming the argument and the factory that makes one);
+expressions are checked by ``expression`` (SymPy objects, and finite real numbers where a number is
+meant; ``TypeError`` for a str, None or anything else, ``ValueError`` for NaN or infinity) and passed on
+unchanged, so that every result is what it was without the check.
+
 Verdicts: ``is_zero`` is a proof that an expression vanishes identically (True) or a failure to find
 one (False, which proves nothing). A formula is certified *wrong* by ``nonzero_at``: the exact,
 non-zero value of the residual at an exact point.
 """
 
 from __future__ import annotations
+
+import math
+import numbers
+from types import SimpleNamespace
 
 import sympy as sp
 from sympy.core.evalf import PrecisionExhausted
@@ -32,9 +42,85 @@ __all__ = ["latex", "show", "in_order", "is_zero", "nonzero_at", "gaussian_log_d
            "truncate", "ode_series", "local_order"]
 
 
+# --- argument checks ---------------------------------------------------------------------------------
+class Symbols(SimpleNamespace):
+    """A namespace of symbols made by one factory of the chapter modules; each factory returns its own
+    subclass, whose ``factory`` names it (checked by ``namespace``)."""
+
+    factory = "a diffnb.symbolic factory"
+
+
+def namespace(S, kind, name: str = "S"):
+    """``S`` must be a namespace of type ``kind`` (a ``Symbols`` subclass), e.g. from ``ddim_symbols()``."""
+    if not isinstance(S, kind):
+        got = f"the namespace of {type(S).factory}" if isinstance(S, Symbols) else type(S).__name__
+        raise TypeError(f"{name} must be the symbol namespace of {kind.factory}, got {got}")
+    return S
+
+
+def expression(value, name: str, *, number: bool = True):
+    """``value``, unchanged, if it is a SymPy expression (or matrix) or, with ``number``, a finite real
+    number. ``TypeError`` for a str, None or any other type; ``ValueError`` for NaN or infinity."""
+    if isinstance(value, (sp.Basic, sp.MatrixBase)):
+        if isinstance(value, sp.Basic) and value.has(sp.nan, sp.zoo):
+            raise ValueError(f"{name} must be finite, got {value}")
+        return value
+    if number and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        return value
+    what = "a sympy expression or a real number" if number else "a sympy expression"
+    raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+
+
+def variable(x, name: str):
+    """A SymPy symbol or an applied undefined function (e.g. alpha(t)): what one differentiates in, or solves for."""
+    if not isinstance(x, (sp.Symbol, AppliedUndef)):
+        raise TypeError(f"{name} must be a sympy Symbol (or an undefined function of one), got {type(x).__name__}")
+    return x
+
+
+def positive_expression(value, name: str, *, zero: bool = False):
+    """An ``expression`` that may be symbolic but is not a non-positive number: a variance or a scale that
+    is divided by, or taken the square root or logarithm of (``zero=True`` admits 0). Returned unchanged."""
+    expression(value, name)
+    v = value if isinstance(value, sp.MatrixBase) else sp.sympify(value)
+    if isinstance(v, sp.Basic) and (v.is_negative or (v.is_zero and not zero)):
+        raise ValueError(f"{name} must be {'non-negative' if zero else 'positive'}, got {value}")
+    return value
+
+
+def integer(n, name: str, minimum: int = 0) -> int:
+    """An int (or a SymPy Integer) of at least ``minimum``, returned unchanged."""
+    if isinstance(n, bool) or not isinstance(n, (int, sp.Integer)):
+        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
+    if n < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {n}")
+    return n
+
+
+def expressions(values, name: str, *, empty: bool = False) -> list:
+    """A list or tuple of ``expression``s (numbers allowed), returned unchanged."""
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name} must be a list or tuple of sympy expressions, got {type(values).__name__}")
+    if not values and not empty:
+        raise ValueError(f"{name} must not be empty")
+    for i, v in enumerate(values):
+        expression(v, f"{name}[{i}]")
+    return values
+
+
+def relation_(relation, name: str = "relation"):
+    """None or a dict {symbol: expression} of substitutions."""
+    if relation is not None and not isinstance(relation, dict):
+        raise TypeError(f"{name} must be a dict {{symbol: expression}} or None, got {type(relation).__name__}")
+    return relation
+
+
 # --- display ----------------------------------------------------------------------------------------
 def latex(expr) -> str:
     """LaTeX of ``expr`` with its terms in stored order (``order="none"``): 1 - alpha-bar_t, not -alpha-bar_t + 1."""
+    expression(expr, "expr")
     return sp.latex(expr, order="none")
 
 
@@ -42,12 +128,15 @@ def show(expr):
     """``expr`` (an ``Eq`` from a ``textbook_forms``) as display math for a notebook cell, via ``latex``."""
     from IPython.display import Math
 
+    expression(expr, "expr")
     return Math(latex(expr))
 
 
 def in_order(*terms):
     """The sum of ``terms``, kept unevaluated so that ``latex`` prints them in the order a textbook writes
     them (SymPy's own order would put e.g. -1 before e^h). Any arithmetic on it evaluates it."""
+    for i, term in enumerate(terms):
+        expression(term, f"terms[{i}]")
     return sp.Add(*terms, evaluate=False)
 
 
@@ -78,8 +167,8 @@ def is_zero(expr, relation=None) -> bool:
     split over the irreducible factors of their arguments (every quantity under a log is positive in the
     book), then is simplified and its radicals rationalised.
     """
-    expr = sp.sympify(expr)
-    if relation:
+    expr = sp.sympify(expression(expr, "expr"))
+    if relation_(relation):
         expr = expr.subs(relation)
     expr = expr.doit()
     if expr.is_rational_function():
@@ -104,10 +193,13 @@ def nonzero_at(expr, point, relation=None):
     which refuses to return digits it cannot guarantee. Raises ``TypeError`` for an inexact point, ``ValueError`` if
     symbols are left over or the value is zero.
     """
+    expr = sp.sympify(expression(expr, "expr"))
+    if not isinstance(point, dict):
+        raise TypeError(f"point must be a dict {{symbol: exact number}}, got {type(point).__name__}")
+    relation_(relation)
     for key, value in point.items():
         if not _is_exact(sp.sympify(value)):
             raise TypeError(f"point[{key}] must be an exact number or a sympy Lambda, got {value!r}")
-    expr = sp.sympify(expr)
     if relation:
         expr = expr.subs(relation)
     functions = {k: v for k, v in point.items() if isinstance(k, sp.FunctionClass)}
@@ -135,13 +227,19 @@ def nonzero_at(expr, point, relation=None):
 
 
 # --- Gaussians ---------------------------------------------------------------------------------------
+def _gaussian_args(x, mean, var):
+    return expression(x, "x"), expression(mean, "mean"), positive_expression(var, "var")
+
+
 def gaussian_log_density(x, mean, var):
     """log N(x; mean, var) for a scalar (each coordinate of an isotropic Gaussian)."""
+    x, mean, var = _gaussian_args(x, mean, var)
     return -(x - mean) ** 2 / (2 * var) - sp.log(2 * sp.pi * var) / 2
 
 
 def gaussian_density(x, mean, var):
     """N(x; mean, var)."""
+    x, mean, var = _gaussian_args(x, mean, var)
     return sp.exp(-(x - mean) ** 2 / (2 * var)) / sp.sqrt(2 * sp.pi * var)
 
 
@@ -151,6 +249,7 @@ def complete_the_square(log_density, x):
     Write log_density = -(A x^2 - 2 B x) / 2 + (terms free of x); then var = 1/A and mean = B/A.
     Raises ``ValueError`` if ``log_density`` is not quadratic in ``x``.
     """
+    log_density, x = expression(log_density, "log_density"), variable(x, "x")
     poly = sp.Poly(sp.expand(log_density), x)
     if poly.degree() != 2:
         raise ValueError(f"log_density must be quadratic in {x}, got degree {poly.degree()}")
@@ -161,6 +260,9 @@ def complete_the_square(log_density, x):
 def gaussian_moments(expr, x0, noises):
     """``(coefficient of x0, variance)`` of ``expr``, linear in ``x0`` and in independent standard normals
     ``noises``; raises ``ValueError`` if anything else is left over."""
+    expr, x0 = expression(expr, "expr"), variable(x0, "x0")
+    if not isinstance(noises, (list, tuple)) or not all(isinstance(n, sp.Symbol) for n in noises):
+        raise TypeError(f"noises must be a list of sympy Symbols, got {noises!r}")
     expr = sp.expand(expr)
     coef = expr.coeff(x0)
     coefs = [expr.coeff(n) for n in noises]
@@ -173,6 +275,9 @@ def gaussian_moments(expr, x0, noises):
 def gaussian_expectation(expr, normals):
     """E[expr] for ``expr`` polynomial in independent standard normals ``normals`` (any coefficients):
     E[u^k] = (k - 1)!! for even k and 0 for odd k."""
+    expr = expression(expr, "expr")
+    if not isinstance(normals, (list, tuple)):
+        raise TypeError(f"normals must be a non-empty list of sympy Symbols, got {type(normals).__name__}")
     normals = list(normals)
     if not normals or not all(isinstance(u, sp.Symbol) for u in normals):
         raise TypeError("normals must be a non-empty list of sympy Symbols")
@@ -187,7 +292,12 @@ def gaussian_kl(mean_q, var_q, mean_p, var_p):
     Means may be sequences of one length d (isotropic Gaussians in d dimensions): the KL is then the
     sum over coordinates. Result: log(var_p/var_q)/2 + (var_q + (mean_q - mean_p)^2)/(2 var_p) - 1/2 per
     coordinate (not typed here: the test compares it)."""
+    var_q, var_p = positive_expression(var_q, "var_q"), positive_expression(var_p, "var_p")
     seq_q, seq_p = isinstance(mean_q, (list, tuple)), isinstance(mean_p, (list, tuple))
+    if not seq_q:
+        expression(mean_q, "mean_q")
+    if not seq_p:
+        expression(mean_p, "mean_p")
     if seq_q or seq_p:
         if not (seq_q and seq_p) or len(mean_q) != len(mean_p):
             raise ValueError("mean_q and mean_p must both be scalars or both sequences of one length")
@@ -202,6 +312,8 @@ def drift_diffusion(alpha, sigma, t):
     """``(f, g2)`` of the SDE dx = f x dt + g dw whose marginals are x_t = alpha_t x_0 + sigma_t eps (any
     path): f = d log alpha_t / dt and g^2 = d sigma_t^2 / dt - 2 f sigma_t^2 (Kingma et al. 2021; Lu et al.
     2022, eq. 2.2), from mean' = f mean and variance' = 2 f variance + g^2."""
+    alpha, sigma = positive_expression(alpha, "alpha"), expression(sigma, "sigma")
+    t = variable(t, "t")
     f = sp.diff(sp.log(alpha), t)
     return f, sp.diff(sigma**2, t) - 2 * f * sigma**2
 
@@ -209,6 +321,8 @@ def drift_diffusion(alpha, sigma, t):
 # --- series and local orders ------------------------------------------------------------------------
 def truncate(expr, h, K):
     """The Taylor polynomial of ``expr`` in ``h`` at 0 up to h^K (exactly the low terms of a polynomial)."""
+    expr, h = expression(expr, "expr"), variable(h, "h")
+    integer(K, "K")
     expr = sp.expand(expr)
     if not expr.is_polynomial(h):
         expr = sp.expand(sp.series(expr, h, 0, K + 1).removeO())
@@ -218,6 +332,9 @@ def truncate(expr, h, K):
 def ode_series(G, y, lam, y0, h, K):
     """The Taylor polynomial (degree K) in h of the solution of dy/dlam = G(y, lam) with y(0) = y0, at
     lam = h, from repeated total derivatives d/dlam = partial_lam + G partial_y."""
+    G, y0 = expression(G, "G"), expression(y0, "y0")
+    y, lam, h = variable(y, "y"), variable(lam, "lam"), variable(h, "h")
+    integer(K, "K")
     total, deriv = y0, G
     for n in range(1, K + 1):
         total += deriv.subs({y: y0, lam: 0}, simultaneous=True) * h**n / sp.factorial(n)
@@ -233,6 +350,7 @@ def local_order(residual, h, n_max: int = 6):
         raise TypeError(f"h must be a sympy Symbol, got {type(h).__name__}")
     if isinstance(n_max, bool) or not isinstance(n_max, int) or n_max < 1:
         raise ValueError(f"n_max must be a positive int, got {n_max!r}")
+    expression(residual, "residual")
     poly = truncate(residual, h, n_max - 1)
     for p in range(n_max):
         c = sp.expand(poly.coeff(h, p))

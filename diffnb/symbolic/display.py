@@ -16,6 +16,12 @@ from .core import nonzero_at
 __all__ = ["Formula", "Equation", "Braced", "Aligned", "certificate"]
 
 
+def _lhs(lhs, optional=False):
+    if not (isinstance(lhs, str) or (optional and lhs is None)):
+        raise TypeError(f"lhs must be a LaTeX str{' or None' if optional else ''}, got {type(lhs).__name__}")
+    return lhs
+
+
 class Formula:
     """A closed form typed once, in the order a textbook prints it.
 
@@ -27,6 +33,9 @@ class Formula:
     def __init__(self, source: str, names: dict, lhs: str | None = None):
         if not isinstance(source, str):
             raise TypeError(f"source must be a str, got {type(source).__name__}")
+        if not isinstance(names, dict):
+            raise TypeError(f"names must be a dict {{name: sympy Symbol}}, got {type(names).__name__}")
+        _lhs(lhs, optional=True)
         self.source, self.lhs = source, lhs
         local = {"sqrt": sp.sqrt, "log": sp.log, "pi": sp.pi, "E": sp.E, **names}
         self.expr = parse_expr(source, local_dict=dict(local))
@@ -68,10 +77,13 @@ class Braced:
     ``r"\\text{random noise}"``): the display of DDIM's eq. (12)."""
 
     def __init__(self, lhs: str, terms):
-        self.lhs, self.terms = lhs, list(terms)
-        for term, label in self.terms:
-            if not isinstance(term, Formula) or not isinstance(label, str):
-                raise TypeError("terms must be (Formula, str) pairs")
+        if not isinstance(terms, (list, tuple)):
+            raise TypeError(f"terms must be a list of (Formula, str) pairs, got {type(terms).__name__}")
+        self.lhs, self.terms = _lhs(lhs), list(terms)
+        for pair in self.terms:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], Formula)
+                    and isinstance(pair[1], str)):
+                raise TypeError(f"terms must be (Formula, str) pairs, got {pair!r}")
         self.expr = sp.Add(*[term.expr for term, _ in self.terms])
 
     def latex(self) -> str:
@@ -89,6 +101,10 @@ class Aligned:
     """Several formulas (or certificates) displayed one per line, aligned at their = signs."""
 
     def __init__(self, *rows):
+        for i, row in enumerate(rows):
+            if not isinstance(row, (Formula, Equation, Braced, _Certificate)):
+                raise TypeError(f"rows[{i}] must be a Formula, Equation, Braced or certificate, "
+                                f"got {type(row).__name__}")
         self.rows = list(rows)
 
     def _repr_latex_(self):
@@ -119,4 +135,5 @@ class _Certificate:
 def certificate(lhs: str, expr, point: dict):
     """The exact non-zero value of ``expr`` at the exact ``point`` (``symbolic.core.nonzero_at``),
     as a displayable line "lhs = value at point": the certificate that a formula is wrong."""
+    _lhs(lhs)
     return _Certificate(lhs, nonzero_at(expr, point), point)

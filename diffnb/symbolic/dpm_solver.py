@@ -25,14 +25,43 @@ from types import SimpleNamespace
 
 import sympy as sp
 
-from .core import drift_diffusion, in_order, local_order, ode_series, truncate
-from .ddim import ddim_deterministic_step
+from .core import (Symbols, drift_diffusion, expression, expressions, in_order, integer, local_order, namespace,
+                   ode_series, positive_expression, truncate, variable)
+from .ddim import ODESymbols, ddim_deterministic_step
 
 __all__ = ["dpm_symbols", "phi_expr", "phi_series", "phi_integral", "integrating_factor",
            "integrating_factor_residual", "pp_ode_coefficients", "exact_solution_residual", "exact_step",
            "dpm1_update", "dpm_pp1_update", "ddim_update_ode", "interpolation_weights", "small_test_problem",
            "singlestep_series", "multistep_series", "dpm2_paper_series", "series_order", "sde_transition",
            "sde_pp1_update", "textbook_forms"]
+
+
+class DPMSymbols(Symbols):
+    """The namespace ``dpm_symbols`` returns."""
+
+    factory = "diffnb.symbolic.dpm_solver.dpm_symbols()"
+
+
+class TestEquation(Symbols):
+    """The namespace ``small_test_problem`` returns."""
+
+    __test__ = False  # not a pytest class
+    factory = "diffnb.symbolic.dpm_solver.small_test_problem()"
+
+
+def _S(S):
+    """``S`` if given (checked), else a fresh ``dpm_symbols()``."""
+    return dpm_symbols() if S is None else namespace(S, DPMSymbols)
+
+
+def _P(P):
+    """``P`` if given (checked), else the symbolic ``small_test_problem()``."""
+    return small_test_problem() if P is None else namespace(P, TestEquation, "P")
+
+
+def _kind_K(kind, K):
+    _check_kind(kind)
+    integer(K, "K", 1)
 
 
 def dpm_symbols():
@@ -43,23 +72,25 @@ def dpm_symbols():
     alpha_s, sigma_s, alpha_t, sigma_t = sp.symbols("alpha_s sigma_s alpha_t sigma_t", positive=True)
     x, eps, x0, zeta = sp.symbols(r"x epsilon x_0 z", real=True)
     relation = {h: sp.log(alpha_t * sigma_s / (sigma_t * alpha_s)), lam_s: sp.log(alpha_s / sigma_s)}
-    return SimpleNamespace(t=t, s=s, tau=tau, theta=theta, h=h, r=r, r1=r1, r2=r2, z=z, lam=lam, lam_s=lam_s,
-                           alpha_s=alpha_s, sigma_s=sigma_s, alpha_t=alpha_t, sigma_t=sigma_t, x=x, eps=eps,
-                           x0=x0, zeta=zeta, relation=relation, alpha=sp.Function("alpha", positive=True),
-                           sigma=sp.Function("sigma", positive=True), e=sp.Function("epsilon"), f=sp.Function("f"))
+    return DPMSymbols(t=t, s=s, tau=tau, theta=theta, h=h, r=r, r1=r1, r2=r2, z=z, lam=lam, lam_s=lam_s,
+                      alpha_s=alpha_s, sigma_s=sigma_s, alpha_t=alpha_t, sigma_t=sigma_t, x=x, eps=eps,
+                      x0=x0, zeta=zeta, relation=relation, alpha=sp.Function("alpha", positive=True),
+                      sigma=sp.Function("sigma", positive=True), e=sp.Function("epsilon"), f=sp.Function("f"))
 
 
 # --- the phi functions -------------------------------------------------------------------------------
 def phi_expr(k: int, z=None):
     """phi_k(z) by integrating its definition (closed form in exp(z) and powers of z)."""
+    integer(k, "k", 1)
     S = dpm_symbols()
-    z = S.z if z is None else z
+    z = S.z if z is None else expression(z, "z")
     integrand = sp.exp((1 - S.theta) * z) * S.theta ** (k - 1) / sp.factorial(k - 1)
     return sp.simplify(sp.integrate(integrand, (S.theta, 0, 1)).rewrite(sp.exp))
 
 
 def phi_series(k: int, z, terms: int):
     """The Taylor polynomial sum_{m < terms} z^m / (m + k)! of phi_k (k = 0: of e^z)."""
+    integer(k, "k", 0), expression(z, "z"), integer(terms, "terms", 1)
     return sp.Add(*[z**m / sp.factorial(m + k) for m in range(terms)])
 
 
@@ -68,6 +99,9 @@ def phi_integral(n: int, sign: int = -1):
 
     sign = -1 is the noise-prediction integral (equal to e^{-lambda_t} h^{n+1} phi_{n+1}(h)), sign = +1
     the data-prediction one (e^{lambda_t} h^{n+1} phi_{n+1}(-h))."""
+    integer(n, "n", 0)
+    if isinstance(sign, bool) or sign not in (-1, 1):
+        raise ValueError(f"sign must be -1 or +1, got {sign!r}")
     S = dpm_symbols()
     integrand = sp.exp(sign * S.lam) * (S.lam - S.lam_s) ** n / sp.factorial(n)
     return sp.integrate(integrand, (S.lam, S.lam_s, S.lam_s + S.h))
@@ -86,6 +120,10 @@ def integrating_factor_residual(u, tau=None, f=None):
     of dx/d tau - f x = A eps (the step from seed 002's eq. 10 to eq. 11)."""
     if not isinstance(u, sp.Expr):
         raise TypeError(f"u must be a sympy expression, got {type(u).__name__}")
+    if tau is not None:
+        variable(tau, "tau")
+    if f is not None and not callable(f):
+        raise TypeError(f"f must be a sympy function (e.g. sympy.Function('f')), got {type(f).__name__}")
     S = dpm_symbols()
     tau, f = (S.tau if tau is None else tau), (S.f if f is None else f)
     x = sp.Function("x")(tau)
@@ -110,6 +148,8 @@ def pp_ode_coefficients():
 
 
 def _check_kind(kind):
+    if not (isinstance(kind, str) or kind is None):
+        raise TypeError(f"kind must be the str 'eps' or 'x0', got {type(kind).__name__}")
     if kind not in ("eps", "x0"):
         raise ValueError(f"kind must be 'eps' or 'x0', got {kind!r}")
 
@@ -142,7 +182,7 @@ def exact_step(S=None, kind: str = "eps"):
     """The exact step for a constant model output (eps or x0): the exact solution with its integral done
     by ``phi_integral(0)``, in lambda_s and h (``S.relation`` turns them into the scales)."""
     _check_kind(kind)
-    S = S or dpm_symbols()
+    S = _S(S)
     out, sign = (S.eps, -1) if kind == "eps" else (S.x0, 1)
     return _solution(kind, S.x, phi_integral(0, sign) * out, S.alpha_t, S.sigma_t, S.alpha_s, S.sigma_s)
 
@@ -150,20 +190,20 @@ def exact_step(S=None, kind: str = "eps"):
 # --- first-order updates -------------------------------------------------------------------------------
 def dpm1_update(S=None):
     """DPM-Solver-1 (Lu et al. 2022, eq. 3.7): x_t = alpha_t/alpha_s x - sigma_t (e^h - 1) eps."""
-    S = S or dpm_symbols()
+    S = _S(S)
     return in_order(S.alpha_t / S.alpha_s * S.x, -S.sigma_t * in_order(sp.exp(S.h), -1) * S.eps)
 
 
 def dpm_pp1_update(S=None):
     """DPM-Solver++(1): x_t = sigma_t/sigma_s x + alpha_t (1 - e^{-h}) x0, with x0 the data prediction."""
-    S = S or dpm_symbols()
+    S = _S(S)
     return in_order(S.sigma_t / S.sigma_s * S.x, S.alpha_t * (1 - sp.exp(-S.h)) * S.x0)
 
 
 def ddim_update_ode(S=None):
     """Deterministic DDIM (``ddim.ddim_deterministic_step``) from s to t in this chapter's names."""
-    S = S or dpm_symbols()
-    step = SimpleNamespace(alpha_t=S.alpha_s, sigma_t=S.sigma_s, alpha_s=S.alpha_t, sigma_s=S.sigma_t, x=S.x, eps=S.eps)
+    S = _S(S)
+    step = ODESymbols(alpha_t=S.alpha_s, sigma_t=S.sigma_s, alpha_s=S.alpha_t, sigma_s=S.sigma_t, x=S.x, eps=S.eps)
     return ddim_deterministic_step(step)
 
 
@@ -172,6 +212,9 @@ def interpolation_weights(H, z, fracs, terms=None):
     """w_j with sum_n H^{n+1} phi_{n+1}(z) p^{(n)}(0) = sum_j w_j p(fracs_j H) for every polynomial p of
     degree < len(fracs) (Vandermonde solve). ``terms``: use phi's Taylor polynomial with that many terms
     (for series work) instead of the closed form."""
+    expression(H, "H"), expression(z, "z"), expressions(fracs, "fracs")
+    if terms is not None:
+        integer(terms, "terms", 1)
     q = len(fracs)
     V = sp.Matrix(q, q, lambda j, n: sp.sympify(fracs[j]) ** n)
     ph = [phi_series(n + 1, z, terms) if terms else phi_expr(n + 1, z) for n in range(q)]
@@ -184,9 +227,16 @@ def small_test_problem(coeffs=None):
     generality: y = y_0 Y maps the family onto itself (b -> b y_0, c -> c / y_0). ``coeffs`` = (a, b, c)
     numbers make the series univariate in h and fast (a vanishing coefficient is then checked at one
     point of the family, a Schwartz-Zippel test); the default keeps them symbolic (a proof)."""
+    if coeffs is not None:
+        if not isinstance(coeffs, (list, tuple)) or len(coeffs) != 3:
+            raise TypeError(f"coeffs must be a tuple (a, b, c) of three numbers, got {coeffs!r}")
+        for name, v in zip("abc", coeffs):
+            expression(v, f"coeffs ({name})")
+            if not (isinstance(v, (int, float)) or (isinstance(v, sp.Basic) and v.is_number and v.is_real)):
+                raise TypeError(f"coeffs ({name}) must be a real number, got {v!r}")
     y, lam = sp.symbols("y lambda", real=True)
     a, b, c = sp.symbols("a b c", real=True) if coeffs is None else [sp.nsimplify(v) for v in coeffs]
-    return SimpleNamespace(y=y, lam=lam, y0=sp.Integer(1), G=a * y + b * y**2 + c * lam, coeffs=(a, b, c))
+    return TestEquation(y=y, lam=lam, y0=sp.Integer(1), G=a * y + b * y**2 + c * lam, coeffs=(a, b, c))
 
 
 def _exp(u, K):
@@ -209,7 +259,9 @@ def _update(kind, y_s, H, fracs, outs, K, h):
 def singlestep_series(order_nodes, kind="eps", K=4, P=None):
     """Solver series of a singlestep method with intermediate nodes (fractions of h), e.g. [] (order 1),
     [r] (order 2), [r1, r2] (order 3). Each stage uses all outputs so far (the interpolation form)."""
-    P = P or small_test_problem()
+    expressions(order_nodes, "order_nodes", empty=True)
+    _kind_K(kind, K)
+    P = _P(P)
     h = sp.Symbol("h", positive=True)
     nodes = [sp.Integer(0), *[sp.sympify(r) for r in order_nodes]]
     outs = [_output(P, kind, P.y0, sp.Integer(0), K, h)]
@@ -224,7 +276,13 @@ def singlestep_series(order_nodes, kind="eps", K=4, P=None):
 def multistep_series(order, kind="eps", K=4, ratios=None, P=None):
     """Solver series of one multistep step of the given order on exact history at lambda = -rho_j h
     (rho_j cumulative from ``ratios``, default uniform steps: past nodes -h, -2h)."""
-    P = P or small_test_problem()
+    integer(order, "order", 1)
+    _kind_K(kind, K)
+    if ratios is not None:
+        expressions(ratios, "ratios", empty=True)
+        if ratios and len(ratios) < order - 1:
+            raise ValueError(f"ratios must hold at least order - 1 = {order - 1} step ratios, got {len(ratios)}")
+    P = _P(P)
     h, v = sp.Symbol("h", positive=True), sp.Dummy("v")
     ratios = ratios or [sp.Integer(1)] * (order - 1)
     fracs = [sp.Integer(0)]
@@ -239,7 +297,10 @@ def dpm2_paper_series(r=None, K=4, P=None):
     """DPM-Solver-2 as Lu et al. print it (Algorithm 1, and seed 002's k = 2 formula) in y = x/alpha from
     lambda_s = 0: y_1 = y_0 - e^{-rh}(e^{rh} - 1) eps_0, then
     y_t = y_0 - e^{-h}[(e^h - 1) eps_0 + (e^h - 1)/(2r) (eps_1 - eps_0)]."""
-    P = P or small_test_problem()
+    if r is not None:
+        positive_expression(r, "r")
+    integer(K, "K", 1)
+    P = _P(P)
     h = sp.Symbol("h", positive=True)
     r = sp.Symbol("r", positive=True) if r is None else sp.sympify(r)
     e0 = _output(P, "eps", P.y0, sp.Integer(0), K, h)
@@ -252,6 +313,7 @@ def dpm2_paper_series(r=None, K=4, P=None):
 def series_order(solver, h, P, K=4):
     """``core.local_order`` of solver - exact for a solver series of degree K on the test problem P:
     ``(p, C)``, with p = oo when all powers up to h^K agree."""
+    expression(solver, "solver"), variable(h, "h"), namespace(P, TestEquation, "P"), integer(K, "K", 0)
     return local_order(solver - ode_series(P.G, P.y, P.lam, P.y0, h, K), h, K + 1)
 
 
@@ -287,7 +349,7 @@ def sde_transition():
 def sde_pp1_update(S=None):
     """SDE-DPM-Solver++(1) (Lu et al. 2022b), also seed 002's last formula:
     x_t = sigma_t/sigma_s e^{-h} x + alpha_t (1 - e^{-2h}) x0 + sigma_t sqrt(1 - e^{-2h}) z."""
-    S = S or dpm_symbols()
+    S = _S(S)
     e1, e2 = sp.exp(-S.h), sp.exp(-2 * S.h)
     return in_order(S.sigma_t / S.sigma_s * e1 * S.x, S.alpha_t * (1 - e2) * S.x0, S.sigma_t * sp.sqrt(1 - e2) * S.zeta)
 
@@ -295,7 +357,7 @@ def sde_pp1_update(S=None):
 def textbook_forms(S=None):
     """The chapter's results as the papers print them, as ``sympy.Eq`` objects keyed by name; each
     right-hand side is a closed form that a test proves equal to the derived result."""
-    S = S or dpm_symbols()
+    S = _S(S)
     f, g2 = sp.Symbol("f(t)"), sp.Symbol("g^{2}(t)")
     x_t = sp.Symbol(r"\tilde x_t")
     return {
