@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import _checks, metrics
+from . import _checks, bakeoff, metrics
 
 __all__ = ["mosaic", "image_rows", "Neighbours", "neighbours", "leave_one_out", 
            "paired_share_gap", "median_distance", "compact_table",
@@ -72,12 +72,33 @@ def image_rows(ax, rows, pad: int = 1, fontsize: float = 8, col_labels=None, col
     ax.axis("off")
 
 
-class Neighbours(NamedTuple):
-    """Nearest-neighbour distances of a batch to the training images."""
-
+class _NeighbourFields(NamedTuple):
     d1: torch.Tensor
     d2: torch.Tensor
     index: torch.Tensor
+
+
+class Neighbours(_NeighbourFields):
+    """Nearest-neighbour distances of a batch to the training images: ``d1`` and ``d2`` (n,) finite and
+    >= 0, ``index`` (n,) integers."""
+
+    __slots__ = ()
+
+    def __new__(cls, d1, d2, index):
+        for v, name in ((d1, "d1"), (d2, "d2")):
+            v = _checks.batch(v, name)
+            if v.ndim != 1:
+                raise ValueError(f"{name} must be 1-D (one distance per image), got shape {tuple(v.shape)}")
+            if bool((v < 0).any()):
+                raise ValueError(f"{name} must hold distances (>= 0), but it holds negative values")
+        if not isinstance(index, torch.Tensor):
+            raise TypeError(f"index must be a torch.Tensor, got {type(index).__name__}")
+        if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
+            raise TypeError(f"index must be an integer tensor, got dtype {index.dtype}")
+        if not d1.shape == d2.shape == index.shape:
+            raise ValueError(f"d1, d2 and index must have the same shape, got {tuple(d1.shape)}, "
+                             f"{tuple(d2.shape)} and {tuple(index.shape)}")
+        return super().__new__(cls, d1, d2, index)
 
     @property
     def ratio(self) -> torch.Tensor:
@@ -148,6 +169,18 @@ def compact_table(rows: dict, fmt: str = "{:.2g}") -> str:
     """A narrow text table of ``bakeoff.bake`` rows for deterministic entries: one line per entry, its
     score at each budget, followed by the model calls spent in brackets where fewer than the budget
     (a singlestep solver's last interval); each line at most 18 + 12 per budget characters."""
+    if not isinstance(rows, dict):
+        raise TypeError(f"rows must be a dict name -> {{budget: bakeoff.Cell}}, got {type(rows).__name__}")
+    for name, cells in rows.items():
+        if not isinstance(name, str) or not isinstance(cells, dict):
+            raise TypeError(f"rows must map entry names (str) to dicts {{budget: bakeoff.Cell}}, got "
+                            f"{type(name).__name__} -> {type(cells).__name__}")
+        for b, c in cells.items():
+            if isinstance(b, bool) or not isinstance(b, int) or not isinstance(c, bakeoff.Cell):
+                raise TypeError(f"rows[{name!r}] must map int budgets to bakeoff.Cell, got "
+                                f"{type(b).__name__} -> {type(c).__name__}")
+    if not isinstance(fmt, str):
+        raise TypeError(f"fmt must be a format string such as '{{:.2g}}', got {type(fmt).__name__}")
     budgets = sorted({b for cells in rows.values() for b in cells})
     lines = [" " * 18 + "".join(f"{f'{b} calls':>12s}" for b in budgets)]
     for name, cells in rows.items():
