@@ -166,3 +166,41 @@ def test_image_rows_labels_rows_and_columns():
     with pytest.raises(ValueError, match="rows"):
         digits_demo.image_rows(ax, [])
     plt.close(fig)
+
+
+# --- digits_demo: bad input is refused by name -----------------------------------------------------
+def _bad_digits_demo_calls():
+    from diffnb.bakeoff import Cell
+
+    d = torch.tensor([0.5, 1.0], dtype=torch.float64)
+    i = torch.tensor([3, 4])
+    cell = Cell("DDIM (eta = 0)", 5, 5, (3.0,))
+    return [
+        (lambda: digits_demo.Neighbours(None, d, i), TypeError, "d1 must be a torch.Tensor"),
+        (lambda: digits_demo.Neighbours(d, d * math.nan, i), ValueError, "d2 must be finite"),
+        (lambda: digits_demo.Neighbours(-d, d, i), ValueError, "d1 must hold distances (>= 0)"),
+        (lambda: digits_demo.Neighbours(d, d, d), TypeError, "index must be an integer tensor"),
+        (lambda: digits_demo.Neighbours(d, d, "i"), TypeError, "index must be a torch.Tensor"),
+        (lambda: digits_demo.Neighbours(d, d[:1], i), ValueError, "d1, d2 and index must have the same shape"),
+        (lambda: digits_demo.compact_table(None), TypeError, "rows must be a dict"),
+        (lambda: digits_demo.compact_table({"a": [cell]}), TypeError, "rows must map entry names"),
+        (lambda: digits_demo.compact_table({"a": {5: 3.0}}), TypeError, "rows['a'] must map int budgets"),
+        (lambda: digits_demo.compact_table({"a": {5: cell}}, fmt=None), TypeError, "fmt must be a format string"),
+    ]
+
+
+@pytest.mark.parametrize("k", range(10))
+def test_digits_demo_bad_input_raises_naming_the_argument(k):
+    import re
+
+    calls = _bad_digits_demo_calls()
+    assert len(calls) == 10
+    call, error, message = calls[k]
+    with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+def test_neighbours_is_still_a_named_tuple():
+    nb = digits_demo.Neighbours(torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([0]))
+    d1, d2, index = nb
+    assert nb.d1 is d1 and float(nb.ratio) == 0.5 and nb._fields == ("d1", "d2", "index")
