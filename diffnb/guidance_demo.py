@@ -36,6 +36,33 @@ __all__ = ["overlapping_mixture_1d", "rescale_into", "exact_guidance", "guided_m
 F64 = torch.float64
 
 
+def _mixture(mix, name: str = "mix", one_d: bool = False) -> GaussianMixture:
+    if not isinstance(mix, GaussianMixture):
+        raise TypeError(f"{name} must be a toy.GaussianMixture, got {type(mix).__name__}")
+    if one_d and mix.dim != 1:
+        raise ValueError(f"{name} must be 1-D, got dim={mix.dim}")
+    return mix
+
+
+def _real(v, name: str) -> float:
+    """A finite real number: a Python number or a one-element floating tensor, as a float."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1 or v.dtype not in _checks.FLOAT_DTYPES:
+            raise TypeError(f"{name} must be a number, got a tensor of dtype {v.dtype} and shape {tuple(v.shape)}")
+        v = float(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    return float(v)
+
+
+def _tilted(p, name: str = "p_s") -> "Tilted1D":
+    if not isinstance(p, Tilted1D):
+        raise TypeError(f"{name} must be a Tilted1D (from tilted_1d), got {type(p).__name__}")
+    return p
+
+
 def overlapping_mixture_1d() -> GaussianMixture:
     """Two classes that overlap: class 0 one Gaussian on the left, class 1 two modes on the right."""
     return GaussianMixture([0.5, 0.3, 0.2], [-0.35, 0.1, 0.55], [0.15, 0.12, 0.08], labels=[0, 1, 1])
@@ -44,6 +71,7 @@ def overlapping_mixture_1d() -> GaussianMixture:
 def rescale_into(mix: GaussianMixture, bound: float = 1.0, n_std: float = 3.0) -> GaussianMixture:
     """The mixture mapped affinely, coordinate by coordinate, so that every component's mean +- n_std stds
     fills [-bound, bound]: data with (practically) bounded support, like images in [-1, 1]."""
+    _mixture(mix)
     bound = _checks.positive_number(bound, "bound")
     n_std = _checks.positive_number(n_std, "n_std")
     lo = (mix.means - n_std * mix.stds).min(0).values
@@ -66,6 +94,8 @@ def _time_collapsed(fn, schedule):
 def exact_guidance(mix: GaussianMixture, schedule, c: int) -> SimpleNamespace:
     """The exact ``eps_u``, ``eps_c`` (eps models) and ``grad`` (grad_x log p(c | x_t) as (x, t)) of a
     labelled mixture, and ``cond`` = ``mix.conditional(c)``."""
+    _mixture(mix)
+    _checks.gaussian_path(schedule)
     cond = mix.conditional(c)
     grad = _time_collapsed(lambda x, a, s: mix.class_log_prob_grad(x, a, s, c), schedule)
     return SimpleNamespace(eps_u=mix.eps_model(schedule), eps_c=cond.eps_model(schedule), grad=grad, cond=cond)
@@ -79,7 +109,10 @@ def guided_model(mix: GaussianMixture, schedule, c: int, scale):
 
 def log_tilted(mix: GaussianMixture, c: int, scale, x) -> torch.Tensor:
     """log p(x) + scale log p(c | x) at t = 0 (unnormalised log p_s(x | c)), shape (n,)."""
+    _mixture(mix)
     mix.conditional(c)  # checks c
+    _real(scale, "scale")
+    _checks.batch(x, "x")
     return mix.log_prob(x) + scale * mix.class_posterior(x, 1.0, 0.0, log=True)[:, c]
 
 
@@ -88,8 +121,11 @@ class Tilted1D:
     and W1 distances to it."""
 
     def __init__(self, mix, c, scale, lo, hi, n_grid):
-        if mix.dim != 1:
-            raise ValueError(f"mix must be 1-D, got dim={mix.dim}")
+        _mixture(mix, one_d=True)
+        _real(scale, "scale")
+        if not _real(lo, "lo") < _real(hi, "hi"):
+            raise ValueError(f"lo must be below hi, got lo={lo!r}, hi={hi!r}")
+        _checks.positive_int(n_grid, "n_grid", minimum=2)
         self.scale = float(scale)
         self.grid = torch.linspace(lo, hi, n_grid, dtype=F64)
         lp = log_tilted(mix, c, scale, self.grid[:, None])
@@ -130,6 +166,8 @@ def sample_tilted(mix: GaussianMixture, c: int, scale, n: int, generator=None) -
     """n exact samples of p_s(x0 | c) in any dimension, by rejection: for s >= 1 from p(x0 | c) with
     acceptance p(c | x0)^(s - 1), for 0 <= s < 1 from p(x0) with acceptance p(c | x0)^s
     (p(x0) p(c | x0)^s is proportional to p(x0 | c) p(c | x0)^(s - 1))."""
+    _mixture(mix)
+    _real(scale, "scale")
     _checks.positive_int(n, "n")
     if not scale >= 0:
         raise ValueError(f"scale must be >= 0 for rejection sampling, got {scale}")
@@ -147,6 +185,7 @@ def sample_tilted(mix: GaussianMixture, c: int, scale, n: int, generator=None) -
 
 def normal_quantiles(n: int):
     """(u, x_T): the midpoints u_i = (i - 1/2)/n and the standard normal quantiles at them, (n, 1)."""
+    _checks.positive_int(n, "n")
     u = (torch.arange(n, dtype=F64) + 0.5) / n
     return u, (math.sqrt(2) * torch.erfinv(2 * u - 1))[:, None]
 
@@ -155,6 +194,9 @@ def ode_quantiles_1d(model, schedule, n: int = 500, t_end: float = 0.0):
     """(u, Q): quantiles of the 1-D probability-flow ODE's endpoint law from x_T ~ N(0, 1). In 1-D the flow
     map is increasing (paths cannot cross), so the solution from the u-quantile of N(0, 1) is the
     u-quantile of the endpoint law: no Monte Carlo error, only the solver's."""
+    _checks.callable_(model, "model")
+    _checks.gaussian_path(schedule)
+    _real(t_end, "t_end")
     u, x_T = normal_quantiles(n)
     x0 = sde.reference_ode_solve(model, x_T, schedule, schedule.t_max, t_end)
     return u, x0[:, 0]
@@ -163,6 +205,11 @@ def ode_quantiles_1d(model, schedule, n: int = 500, t_end: float = 0.0):
 def sde_endpoint(model, schedule, x_T, steps: int = 400, generator=None, t_small: float = 1e-4):
     """The guided reverse SDE's endpoint: SDE-DPM-Solver++(2M) on a lambda-uniform grid of ``steps``
     intervals from t_max to ``t_small``, then a last step to t = 0."""
+    _checks.callable_(model, "model")
+    _checks.gaussian_path(schedule)
+    _checks.batch(x_T, "x_T")
+    _checks.positive_int(steps, "steps")
+    _checks.positive_number(t_small, "t_small")
     ts = torch.cat([schedule.timesteps(steps, "logsnr", t_end=t_small), torch.zeros(1, dtype=F64)])
     return sde_dpm_solver_pp(model, x_T, schedule, ts, order=2, generator=generator)
 
@@ -170,6 +217,8 @@ def sde_endpoint(model, schedule, x_T, steps: int = 400, generator=None, t_small
 def sliced_w1(a, b, n_directions: int = 64, seed: int = 0) -> float:
     """Sliced W1 between two equal-size sample sets: mean over seeded unit directions of the mean |sorted
     differences| of the projections."""
+    a, b = _checks.batch(a, "a"), _checks.batch(b, "b")
+    _checks.positive_int(n_directions, "n_directions")
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"a and b must have the same shape (n, dim), got {tuple(a.shape)} and {tuple(b.shape)}")
     g = torch.Generator().manual_seed(seed)
@@ -181,12 +230,21 @@ def sliced_w1(a, b, n_directions: int = 64, seed: int = 0) -> float:
 
 def floor(values) -> Floor:
     """A ``metrics.Floor`` (mean, sd, (min, max), values) of a list of distances over seeds."""
+    if values is None or isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"values must be an iterable of numbers, got {type(values).__name__}")
     v = torch.tensor(list(values), dtype=F64)
+    if v.numel() < 2:
+        raise ValueError(f"values must hold at least 2 distances, got {v.numel()}")
+    _checks.finite(v, "values")
     return Floor(float(v.mean()), float(v.std()), (float(v.min()), float(v.max())), tuple(v.tolist()))
 
 
 def split_scores(sq, batches: int):
     """RMS over each of ``batches`` disjoint groups of per-path squared errors (paths split in order)."""
+    sq = _checks.batch(sq, "sq")
+    _checks.positive_int(batches, "batches")
+    if batches > sq.shape[0]:
+        raise ValueError(f"batches must be at most the number of paths ({sq.shape[0]}), got {batches}")
     return tuple(float(part.mean().sqrt()) for part in torch.chunk(sq, batches))
 
 
@@ -229,6 +287,12 @@ def path_constants(mix: GaussianMixture, schedule, c: int, scale, x_T, steps: in
     at the midpoints ``lam_mid``) and of alpha ||d x0_hat/d x||_2 (autograd), and their overall maxima
     ``L_x0``, ``L_eps``, ``kappa``, with ``kappa_signed``: the most negative eigenvalue of the symmetric part
     of alpha d x0_hat/d x (contraction where negative)."""
+    _mixture(mix)
+    _checks.gaussian_path(schedule)
+    _real(scale, "scale")
+    x_T = _checks.batch(x_T, "x_T")
+    _checks.positive_int(steps, "steps")
+    _checks.positive_number(t_end, "t_end")
     g = SimpleNamespace(mix=mix, cond=mix.conditional(c))
     model = cfg_model(mix.eps_model(schedule), g.cond.eps_model(schedule), scale)
     ts = schedule.timesteps(steps, "logsnr", t_end=t_end)
@@ -258,6 +322,14 @@ def path_constants(mix: GaussianMixture, schedule, c: int, scale, x_T, steps: in
 def noised_score_1d(tilted: Tilted1D, alpha: float, sigma: float, x) -> torch.Tensor:
     """The score of p_s(x0 | c) noised to (alpha, sigma), at points x (n,), by quadrature over the grid:
     E[(alpha x0 - x) / sigma^2 | x_t = x] under the posterior p_s(x0) N(x; alpha x0, sigma^2)."""
+    _tilted(tilted, "tilted")
+    _real(alpha, "alpha")
+    if not _real(sigma, "sigma") > 0:
+        raise ValueError(f"sigma must be positive (the score divides by sigma^2), got {sigma!r}")
+    if x is None or isinstance(x, (str, bytes, bool)):
+        raise TypeError(f"x must be points (a tensor, a sequence of numbers or a number), got {type(x).__name__}")
+    if not bool(torch.isfinite(torch.as_tensor(x, dtype=F64)).all()):
+        raise ValueError("x must be finite, but it contains NaN or inf")
     x = torch.as_tensor(x, dtype=F64).reshape(-1, 1)
     g = tilted.grid[None, :]
     logw = torch.log(tilted.pdf.clamp_min(1e-300))[None, :] - (x - alpha * g) ** 2 / (2 * sigma**2)
@@ -270,6 +342,10 @@ def laws_1d(mix, c, scale, schedule, n_ode: int = 500, n_sde: int = 1000, seeds:
     """Distances to p_s(x0 | c) of a 1-D mixture: ``ode`` the exact W1 of the guided ODE's endpoint law (from
     ``n_ode`` quantiles), ``sde`` the W1 of ``seeds`` independent sets of ``n_sde`` guided-SDE samples (one
     batch, split), with ``p_s``, the quantiles ``u``, ``q`` and the samples ``x_sde``."""
+    _mixture(mix, one_d=True)
+    _checks.gaussian_path(schedule)
+    for v, name in ((n_ode, "n_ode"), (n_sde, "n_sde"), (seeds, "seeds"), (steps, "steps")):
+        _checks.positive_int(v, name)
     model = guided_model(mix, schedule, c, scale)
     p_s = tilted_1d(mix, c, scale)
     u, q = ode_quantiles_1d(model, schedule, n=n_ode)
@@ -281,6 +357,8 @@ def laws_1d(mix, c, scale, schedule, n_ode: int = 500, n_sde: int = 1000, seeds:
 
 def floor_1d(p_s: Tilted1D, n: int, seeds=range(100, 120)) -> Floor:
     """W1 of n exact samples of p_s against p_s, over seeds."""
+    _tilted(p_s)
+    _checks.positive_int(n, "n")
     return floor(p_s.w1(p_s.sample(n, torch.Generator().manual_seed(j))) for j in seeds)
 
 
@@ -288,6 +366,10 @@ def laws_nd(mix, c, scale, schedule, n: int = 1000, seeds: int = 4, ode_sets: in
             seed: int = 0) -> SimpleNamespace:
     """Sliced W1 to p_s(x0 | c) in any dimension: ``ode_sets`` sets of n guided-ODE endpoints (reference solves)
     and ``seeds`` sets of n guided-SDE samples, each against its own set of n exact samples of p_s."""
+    _mixture(mix)
+    _checks.gaussian_path(schedule)
+    for v, name in ((n, "n"), (seeds, "seeds"), (ode_sets, "ode_sets"), (steps, "steps")):
+        _checks.positive_int(v, name)
     model = guided_model(mix, schedule, c, scale)
     g = torch.Generator().manual_seed(seed)
     x_T = torch.randn(n * seeds, mix.dim, generator=g, dtype=F64)
@@ -302,6 +384,8 @@ def laws_nd(mix, c, scale, schedule, n: int = 1000, seeds: int = 4, ode_sets: in
 
 def floor_nd(mix, c, scale, n: int, seeds=range(20)) -> Floor:
     """Sliced W1 between two independent sets of n exact samples of p_s, over seeds."""
+    _mixture(mix)
+    _checks.positive_int(n, "n")
     def one(j):
         a, b = (sample_tilted(mix, c, scale, n, torch.Generator().manual_seed(200 + 2 * j + i)) for i in (0, 1))
         return sliced_w1(a, b)
@@ -316,6 +400,14 @@ def ode_density_1d(u, q):
 def mixture_quantiles(mix: GaussianMixture, u, half_width: float = 10.0, n_grid: int = 400_001) -> torch.Tensor:
     """Quantiles of a 1-D mixture at the levels u, by interpolating its exact CDF on a grid spanning the
     components' means +- ``half_width`` standard deviations."""
+    _mixture(mix, one_d=True)
+    _checks.positive_number(half_width, "half_width")
+    _checks.positive_int(n_grid, "n_grid", minimum=2)
+    if u is None or isinstance(u, (str, bytes)):
+        raise TypeError(f"u must be levels in [0, 1] (a number, a sequence or a tensor), got {type(u).__name__}")
+    levels = torch.as_tensor(u, dtype=F64)
+    if not bool(((levels >= 0) & (levels <= 1)).all()):
+        raise ValueError("u must hold levels in [0, 1] (NaN refused)")
     m, s = mix.means[:, 0], mix.stds[:, 0]
     grid = torch.linspace(float((m - half_width * s).min()), float((m + half_width * s).max()), n_grid, dtype=F64)
     u = torch.as_tensor(u, dtype=F64)

@@ -260,3 +260,73 @@ def test_laws_and_floors_at_scale_1():
     fl2 = gdm.floor_nd(mix2, c2, 1.0, 200, seeds=range(5))
     assert len(nd.ode) == 1 and len(nd.sde) == 2
     assert max(nd.ode + nd.sde) < 3 * fl2.band[1]
+
+
+# --- guidance_demo: bad input is refused by name ---------------------------------------------------
+def _bad_guidance_demo_calls():
+    mix, c = MIXES["overlap"]
+    mix2, c2 = MIXES["2-D"]
+    p = gdm.tilted_1d(mix, c, 1.0, n_grid=2001)
+    model = gdm.guided_model(mix, SCH, c, 1.0)
+    x2 = torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    return [
+        (lambda: gdm.rescale_into("mix"), TypeError, "mix must be a toy.GaussianMixture"),
+        (lambda: gdm.exact_guidance(None, SCH, c), TypeError, "mix must be a toy.GaussianMixture"),
+        (lambda: gdm.exact_guidance(mix, "SCH", c), TypeError, "schedule must be a diffnb.schedules.GaussianPath"),
+        (lambda: gdm.guided_model(mix, SCH, c, math.nan), ValueError, "scale must be finite"),
+        (lambda: gdm.log_tilted(mix, c, None, x2[:, :1]), TypeError, "scale must be a number"),
+        (lambda: gdm.log_tilted(mix, c, 2.0, "x"), TypeError, "x must be a torch.Tensor"),
+        (lambda: gdm.Tilted1D(mix2, c2, 1.0, -1.0, 1.0, 11), ValueError, "mix must be 1-D"),
+        (lambda: gdm.tilted_1d(mix, c, math.nan), ValueError, "scale must be finite"),
+        (lambda: gdm.tilted_1d(mix, c, 1.0, lo=1.0, hi=-1.0), ValueError, "lo must be below hi"),
+        (lambda: gdm.tilted_1d(mix, c, 1.0, n_grid=1), ValueError, "n_grid must be at least 2"),
+        (lambda: gdm.sample_tilted(mix, c, "s", 10), TypeError, "scale must be a number"),
+        (lambda: gdm.normal_quantiles(math.nan), TypeError, "n must be an int"),
+        (lambda: gdm.normal_quantiles(0), ValueError, "n must be at least 1"),
+        (lambda: gdm.ode_quantiles_1d(None, SCH), TypeError, "model must be callable"),
+        (lambda: gdm.ode_quantiles_1d(model, SCH, t_end=math.nan), ValueError, "t_end must be finite"),
+        (lambda: gdm.sde_endpoint(model, None, x2[:, :1]), TypeError, "schedule must be"),
+        (lambda: gdm.sde_endpoint(model, SCH, x2[:, :1], t_small=0.0), ValueError, "t_small must be positive"),
+        (lambda: gdm.sliced_w1(None, x2), TypeError, "a must be a torch.Tensor"),
+        (lambda: gdm.sliced_w1(x2, x2 * math.nan), ValueError, "b must be finite"),
+        (lambda: gdm.path_constants(mix2, SCH, c2, 1.0, x2, steps=0), ValueError, "steps must be at least 1"),
+        (lambda: gdm.path_constants(mix2, SCH, c2, 1.0, "x"), TypeError, "x_T must be a torch.Tensor"),
+        (lambda: gdm.noised_score_1d("p", 0.8, 0.6, x2[:, 0]), TypeError, "tilted must be a Tilted1D"),
+        (lambda: gdm.noised_score_1d(p, 0.8, 0.0, x2[:, 0]), ValueError, "sigma must be positive"),
+        (lambda: gdm.noised_score_1d(p, math.nan, 0.6, x2[:, 0]), ValueError, "alpha must be finite"),
+        (lambda: gdm.noised_score_1d(p, 0.8, 0.6, None), TypeError, "x must be points"),
+        (lambda: gdm.noised_score_1d(p, 0.8, 0.6, [0.0, math.nan]), ValueError, "x must be finite"),
+        (lambda: gdm.laws_1d(mix2, c2, 1.0, SCH), ValueError, "mix must be 1-D"),
+        (lambda: gdm.laws_1d(mix, c, 1.0, SCH, seeds=0), ValueError, "seeds must be at least 1"),
+        (lambda: gdm.laws_nd(mix2, c2, 1.0, None), TypeError, "schedule must be"),
+        (lambda: gdm.floor_1d(mix, 10), TypeError, "p_s must be a Tilted1D"),
+        (lambda: gdm.floor_nd("mix", c, 1.0, 10), TypeError, "mix must be a toy.GaussianMixture"),
+        (lambda: gdm.mixture_quantiles(mix2, [0.5]), ValueError, "mix must be 1-D"),
+        (lambda: gdm.mixture_quantiles(mix, None), TypeError, "u must be levels"),
+        (lambda: gdm.mixture_quantiles(mix, [0.5, math.nan]), ValueError, "u must hold levels in [0, 1]"),
+        (lambda: gdm.mixture_quantiles(mix, [1.5]), ValueError, "u must hold levels in [0, 1]"),
+    ]
+
+
+@pytest.mark.parametrize("k", range(35))
+def test_guidance_demo_bad_input_raises_naming_the_argument(k):
+    import re
+
+    calls = _bad_guidance_demo_calls()
+    assert len(calls) == 35
+    call, error, message = calls[k]
+    with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+def test_guidance_demo_floor_and_split_scores_refuse_bad_input():
+    with pytest.raises(ValueError, match="values must be finite"):
+        gdm.floor([0.1, math.nan])
+    with pytest.raises(ValueError, match="at least 2 distances"):
+        gdm.floor([0.1])
+    with pytest.raises(TypeError, match="values must be an iterable"):
+        gdm.floor(None)
+    with pytest.raises(ValueError, match="batches must be at most the number of paths"):
+        gdm.split_scores(torch.ones(3, dtype=F64), 5)
+    with pytest.raises(TypeError, match="sq must be a torch.Tensor"):
+        gdm.split_scores([1.0, 2.0], 2)
