@@ -34,6 +34,21 @@ class Cell:
     nfe: int
     scores: tuple[float, ...]
 
+    def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a str, got {type(self.name).__name__}")
+        _checks.positive_int(self.budget, "budget", minimum=0)
+        _checks.positive_int(self.nfe, "nfe", minimum=0)
+        if not isinstance(self.scores, tuple):
+            raise TypeError(f"scores must be a tuple of numbers, got {type(self.scores).__name__}")
+        if not self.scores:
+            raise ValueError("scores must hold at least one score, got ()")
+        for i, v in enumerate(self.scores):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"scores[{i}] must be a number, got {type(v).__name__}")
+            if not math.isfinite(v):
+                raise ValueError(f"scores[{i}] must be finite, got {v!r}")
+
     @property
     def mean(self) -> float:
         return sum(self.scores) / len(self.scores)
@@ -71,7 +86,10 @@ def bake(names, model, x_T, schedule, budgets, score, spacing: str = "logsnr", s
     ``score`` maps the samples to a number (smaller is better)."""
     _checks.callable_(score, "score")
     _checks.positive_int(seeds, "seeds")
-    budgets = [_checks.positive_int(b, "budgets") for b in budgets]
+    _checks.flag(progress, "progress")
+    _checks.gaussian_path(schedule)
+    _checks.batch(x_T, "x_T")
+    names, budgets = _names(names), _budgets(budgets)
     for name in names:
         catalogue.get(name)
     rows = {}
@@ -90,8 +108,36 @@ def bake(names, model, x_T, schedule, budgets, score, spacing: str = "logsnr", s
     return rows
 
 
+def _names(names) -> list:
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise TypeError(f"names must be a list of catalogue entry names, got {type(names).__name__}")
+    if not names:
+        raise ValueError("names must name at least one catalogue entry, got an empty list")
+    return list(names)
+
+
+def _budgets(budgets, minimum: int = 1) -> list:
+    if isinstance(budgets, (str, bytes)) or not isinstance(budgets, (list, tuple, range)):
+        raise TypeError(f"budgets must be a list of ints (model calls), got {type(budgets).__name__}")
+    if not len(budgets):
+        raise ValueError("budgets must hold at least one budget, got an empty list")
+    return [_checks.positive_int(b, "budgets", minimum) for b in budgets]
+
+
+def _cell(c, name):
+    if not isinstance(c, Cell):
+        raise TypeError(f"{name} must be a bakeoff.Cell, got {type(c).__name__}")
+    return c
+
+
 def beats(a: Cell, b: Cell, z: float = 2.0) -> bool:
     """True where a's mean score is below b's by more than ``z`` combined standard errors."""
+    _cell(a, "a")
+    _cell(b, "b")
+    if isinstance(z, bool) or not isinstance(z, (int, float)):
+        raise TypeError(f"z must be a number, got {type(z).__name__}")
+    if not (math.isfinite(z) and z >= 0):
+        raise ValueError(f"z must be finite and >= 0, got {z!r}")
     return b.mean - a.mean > z * math.hypot(a.sem, b.sem)
 
 
@@ -100,6 +146,25 @@ def table(rows: dict, budgets=None, fmt: str = "{:.2e}") -> str:
     given ones), ``mean ± sem (nfe)`` per cell (``± sem`` only for entries scored over several
     seeds), each column as narrow as its entries and two spaces apart, so that a wide bake-off prints
     as several narrow blocks."""
+    if not isinstance(rows, dict):
+        raise TypeError(f"rows must be a dict {{name: {{budget: Cell}}}} (as bake returns), got {type(rows).__name__}")
+    if not rows:
+        raise ValueError("rows must hold at least one entry, got {}")
+    for name, cells in rows.items():
+        if not isinstance(name, str):
+            raise TypeError(f"rows' keys must be entry names (str), got {type(name).__name__}")
+        if not isinstance(cells, dict):
+            raise TypeError(f"rows[{name!r}] must be a dict {{budget: Cell}}, got {type(cells).__name__}")
+        for b, c in cells.items():
+            _cell(c, f"rows[{name!r}][{b!r}]")
+    if not isinstance(fmt, str):
+        raise TypeError(f"fmt must be a format string such as '{{:.2e}}', got {type(fmt).__name__}")
+    try:
+        fmt.format(1.0)
+    except (IndexError, KeyError, ValueError) as err:
+        raise ValueError(f"fmt must format one number, such as '{{:.2e}}', got {fmt!r} ({err})") from None
+    if budgets is not None:
+        budgets = _budgets(budgets, minimum=0)  # a Cell's budget may be 0 (a reference row)
     if budgets is None:
         budgets = sorted({b for cells in rows.values() for b in cells})
     cols = []

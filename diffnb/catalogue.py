@@ -49,6 +49,26 @@ class Entry:
     kwargs: Mapping = field(default_factory=dict)
     budget: Callable[[int], tuple[int, dict]] | None = None
 
+    def __post_init__(self):
+        for name in ("name", "label", "function", "color"):
+            v = getattr(self, name)
+            if not isinstance(v, str):
+                raise TypeError(f"{name} must be a str, got {type(v).__name__}")
+        if self.function.count(":") != 1 or not all(self.function.split(":")):
+            raise ValueError(f"function must be 'module:function' inside diffnb (e.g. 'samplers:ddim'), "
+                             f"got {self.function!r}")
+        _checks.positive_int(self.order, "order")
+        _checks.positive_int(self.calls, "calls")
+        if not isinstance(self.marker, (str, tuple)):
+            raise TypeError(f"marker must be a matplotlib marker (a str or a tuple), got {type(self.marker).__name__}")
+        _checks.flag(self.stochastic, "stochastic")
+        if self.identity_of is not None and not isinstance(self.identity_of, str):
+            raise TypeError(f"identity_of must be an entry name (str) or None, got {type(self.identity_of).__name__}")
+        if not isinstance(self.kwargs, Mapping):
+            raise TypeError(f"kwargs must be a mapping of keyword arguments, got {type(self.kwargs).__name__}")
+        if self.budget is not None:
+            _checks.callable_(self.budget, "budget")
+
 
 def _fast_budget(nfe):
     q = fast_orders(nfe)
@@ -181,6 +201,7 @@ def budget_grid(name: str, schedule, nfe: int, spacing: str = "logsnr", **timest
     keyword arguments to pass to ``run`` with it (DPM-Solver-fast's orders). A last singlestep or Heun
     interval that ends at sigma = 0 costs one call, so such runs may spend less."""
     entry = get(name)
+    _checks.gaussian_path(schedule)
     _checks.positive_int(nfe, "nfe")
     n, extra = entry.budget(nfe) if entry.budget is not None else (nfe // entry.calls, {})
     if n < 1:

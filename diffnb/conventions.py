@@ -142,6 +142,7 @@ def ddim_chain(model, x_T, schedule, t_from, t_to, eta: float = 0.0, generator=N
             raise TypeError(f"{name} must be a 1-D torch.Tensor of book times")
     if t_from.shape != t_to.shape:
         raise ValueError(f"t_to must have t_from's shape {tuple(t_from.shape)}, got {tuple(t_to.shape)}")
+    _checks.gaussian_path(schedule)
     if bool((t_to > t_from).any()):
         raise ValueError("t_to must not be later than t_from (every step goes towards the data)")
     x = _checks.batch(x_T, "x_T")
@@ -193,6 +194,8 @@ def multistep_orders(n: int, order: int, lower_order_final: bool = True, final_s
     _checks.positive_int(n, "n")
     _order_arg(order)
     _checks.one_of(final_sigmas_type, "final_sigmas_type", FINAL_SIGMAS_TYPES)
+    _checks.flag(lower_order_final, "lower_order_final")
+    _checks.flag(euler_at_final, "euler_at_final")
     short = lower_order_final and n < 15
     orders = []
     for i in range(n):
@@ -214,6 +217,7 @@ def singlestep_orders(n: int, order: int, lower_order_final: bool = False,
     _checks.positive_int(n, "n")
     _order_arg(order)
     _checks.one_of(final_sigmas_type, "final_sigmas_type", FINAL_SIGMAS_TYPES)
+    _checks.flag(lower_order_final, "lower_order_final")
     if n % order != 0 or final_sigmas_type == "zero":
         lower_order_final = True
     if not lower_order_final or order == 1:
@@ -275,6 +279,7 @@ def dpm_scheduler_on_grid(scheduler, model, x_T, schedule, ts) -> torch.Tensor:
     lambda-uniform grid that integer timesteps cannot express.
     """
     _checks.callable_(model, "model")
+    _checks.gaussian_path(schedule)
     x = _checks.batch(x_T, "x_T")
     ts = _checks.grid(ts, x, schedule)
     n = len(ts) - 1
@@ -298,8 +303,11 @@ def cosine_data_problem(schedule, x_scale: float = 1.0):
     so a solver's error is measured without a reference ODE solve. Returns ``(model, exact)`` with
     ``model(x, t) -> eps_hat`` and ``exact(x_s, t_s, t_t) -> x_t`` (times as floats, t_t < t_s).
     """
+    _checks.gaussian_path(schedule)
     if isinstance(x_scale, bool) or not isinstance(x_scale, (int, float)):
         raise TypeError(f"x_scale must be a number, got {type(x_scale).__name__}")
+    if not math.isfinite(x_scale):
+        raise ValueError(f"x_scale must be finite, got {x_scale!r}")
 
     def model(x, t):
         la, ls, lam = (v.reshape(-1, *([1] * (x.ndim - 1))) for v in schedule.log_scales(t))

@@ -157,9 +157,18 @@ class DigitClassifier(nn.Module):
 
 
 def fingerprint(net: nn.Module) -> float:
-    """A number that changes with any weight: the sum of |w| over all parameters (in float64)."""
+    """A number that changes with any weight: the sum of |w| over all parameters (in float64).
+
+    ``net`` must be a torch.nn.Module with at least one parameter, all finite."""
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+    if next(net.parameters(), None) is None:
+        raise ValueError(f"net must have parameters to fingerprint, {type(net).__name__} has none")
     with torch.no_grad():
-        return float(sum(p.detach().double().abs().sum() for p in net.parameters()))
+        value = float(sum(p.detach().double().abs().sum() for p in net.parameters()))
+    if not math.isfinite(value):
+        raise ValueError(f"net's parameters must be finite, got a fingerprint of {value}")
+    return value
 
 
 

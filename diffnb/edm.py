@@ -53,13 +53,34 @@ def rho_grid(schedule, ts):
     """``(alpha, rho)`` of the grid as Python floats: alpha_i and rho_i = sigma_i / alpha_i.
 
     Every grid point must have alpha > 0 (flow matching's t = 1 has none, and y = x / alpha is
-    undefined there): a ``ValueError`` naming ``ts`` says so."""
+    undefined there): a ``ValueError`` naming ``ts`` says so. ``ts`` is a 1-D floating tensor of
+    finite times inside the schedule's range."""
+    _checks.gaussian_path(schedule)
+    if not isinstance(ts, torch.Tensor):
+        raise TypeError(f"ts must be a 1-D torch.Tensor of times, got {type(ts).__name__}")
+    if ts.dtype not in _checks.FLOAT_DTYPES:
+        raise TypeError(f"ts must be a floating-point tensor, got dtype {ts.dtype}")
+    if ts.ndim != 1 or ts.numel() == 0:
+        raise ValueError(f"ts must be 1-D and non-empty, got shape {tuple(ts.shape)}")
+    schedule.check_times(ts, "ts")  # finite, inside [t_min, t_max]
     la, ls, lam = grid_scales(schedule, ts)
     return la.exp().tolist(), torch.exp(-lam).tolist()
 
 
 def t_of_rho(schedule, rho: float, like: torch.Tensor) -> torch.Tensor:
-    """The time with noise-to-signal ratio ``rho`` (> 0), as a 0-d tensor in ``like``'s dtype and device."""
+    """The time with noise-to-signal ratio ``rho`` (> 0), as a 0-d tensor in ``like``'s dtype and device.
+
+    ``rho`` is a positive finite number (or a one-element floating tensor); ``like`` a floating tensor."""
+    _checks.gaussian_path(schedule)
+    if isinstance(rho, torch.Tensor):
+        if rho.numel() != 1 or rho.dtype not in _checks.FLOAT_DTYPES:
+            raise TypeError(f"rho must be a number or a one-element floating tensor, got a tensor of dtype "
+                            f"{rho.dtype} and shape {tuple(rho.shape)}")
+        rho = float(rho)
+    rho = _checks.positive_number(rho, "rho")
+    if not isinstance(like, torch.Tensor) or like.dtype not in _checks.FLOAT_DTYPES:
+        raise TypeError("like must be a floating-point torch.Tensor (it gives the dtype and device), got "
+                        + (f"dtype {like.dtype}" if isinstance(like, torch.Tensor) else type(like).__name__))
     lam = torch.tensor(-math.log(rho), dtype=F64)
     return schedule.t_of_log_snr(lam).to(dtype=like.dtype, device=like.device)
 

@@ -108,24 +108,95 @@ def posterior(schedule, x_t, x0, t, s):
     return coef_xt * x_t + coef_x0 * x0, var
 
 
+def _tensor(v, name: str) -> torch.Tensor:
+    """A floating tensor (type checks only: these conversions run inside samplers' loops)."""
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}")
+    if v.dtype not in _checks.FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {v.dtype}")
+    return v
+
+
+def _like(v, name: str, x: torch.Tensor, x_name: str) -> None:
+    """``v`` must broadcast to ``x``'s shape without enlarging it (a (n,) against an (n, 1) would
+    silently give an (n, n) result)."""
+    shape = v.shape if isinstance(v, torch.Tensor) else ()
+    if shape == x.shape:
+        return
+    # torch.broadcast_shapes costs more than the conversion itself: compare the sizes from the right.
+    if len(shape) > x.ndim or any(a != 1 and a != b for a, b in zip(reversed(shape), reversed(x.shape))):
+        raise ValueError(f"{name} must have {x_name}'s shape {tuple(x.shape)} or broadcast to it, "
+                         f"got shape {tuple(shape)}")
+
+
+def _scale(v, name: str, x: torch.Tensor, x_name: str, divides: bool) -> None:
+    """alpha_t or sigma_t: a number or a floating tensor, finite, > 0 where the formula divides by it
+    and >= 0 otherwise. One element: one read; a per-sample tensor: its min and max."""
+    if isinstance(v, torch.Tensor):
+        if v.dtype not in _checks.FLOAT_DTYPES:
+            raise TypeError(f"{name} must be a number or a floating-point tensor, got dtype {v.dtype}")
+        if v.ndim:
+            _like(v, name, x, x_name)
+        lo, hi = (float(v), float(v)) if v.numel() == 1 else (float(v.min()), float(v.max()))
+    elif isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number or a floating-point tensor, got {type(v).__name__}")
+    else:
+        lo = hi = v
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} must be finite, got {lo!r}" + ("" if lo == hi else f" to {hi!r}"))
+    if divides and not lo > 0:
+        raise ValueError(f"{name} must be positive (the formula divides by it), got {lo!r}")
+    if lo < 0:
+        raise ValueError(f"{name} must be >= 0 (a scale of a Gaussian path), got {lo!r}")
+
+
+def _pair(a, a_name, b, b_name):
+    a, b = _tensor(a, a_name), _tensor(b, b_name)
+    _like(b, b_name, a, a_name)
+    return a, b
+
+
 def x0_from_eps(x_t, eps, alpha, sigma):
-    """x0-hat = (x_t - sigma_t eps) / alpha_t."""
-    return (x_t - sigma * eps) / alpha
+    """x0-hat = (x_t - sigma_t eps) / alpha_t.
+
+    ``x_t`` and ``eps`` are floating tensors (``eps`` broadcastable to ``x_t``); ``alpha`` > 0 and
+    ``sigma`` >= 0 are finite numbers or tensors (one element, or per sample shaped to broadcast)."""
+    x_t, eps = _pair(x_t, "x_t", eps, "eps")
+    _scale(alpha, "alpha", x_t, "x_t", divides=True)
+    _scale(sigma, "sigma", x_t, "x_t", divides=False)
+    return _x0_from_eps(x_t, eps, alpha, sigma)
 
 
 def eps_from_x0(x_t, x0, alpha, sigma):
-    """eps-hat = (x_t - alpha_t x0) / sigma_t."""
-    return (x_t - alpha * x0) / sigma
+    """eps-hat = (x_t - alpha_t x0) / sigma_t (``alpha`` >= 0, ``sigma`` > 0; as ``x0_from_eps``)."""
+    x_t, x0 = _pair(x_t, "x_t", x0, "x0")
+    _scale(alpha, "alpha", x_t, "x_t", divides=False)
+    _scale(sigma, "sigma", x_t, "x_t", divides=True)
+    return _eps_from_x0(x_t, x0, alpha, sigma)
 
 
 def score_from_eps(eps, sigma):
-    """grad log q_t(x_t) = -eps / sigma_t."""
+    """grad log q_t(x_t) = -eps / sigma_t (``sigma`` > 0)."""
+    eps = _tensor(eps, "eps")
+    _scale(sigma, "sigma", eps, "eps", divides=True)
     return -eps / sigma
 
 
 def eps_from_score(score, sigma):
-    """eps = -sigma_t * grad log q_t(x_t)."""
+    """eps = -sigma_t * grad log q_t(x_t) (``sigma`` >= 0)."""
+    score = _tensor(score, "score")
+    _scale(sigma, "sigma", score, "score", divides=False)
     return -sigma * score
+
+
+# Unchecked forms for eps_from_prediction / prediction_from_eps, which report a division by
+# alpha_t = 0 or sigma_t = 0 themselves, naming the prediction and the times.
+def _x0_from_eps(x_t, eps, alpha, sigma):
+    return (x_t - sigma * eps) / alpha
+
+
+def _eps_from_x0(x_t, x0, alpha, sigma):
+    return (x_t - alpha * x0) / sigma
 
 
 def _scales(schedule, t, x):
@@ -167,9 +238,9 @@ def eps_from_prediction(out, x_t, schedule, t, prediction: str):
         return out
     alpha, sigma, d_alpha, d_sigma = _scales(schedule, t, x_t)
     if prediction == "x0":
-        eps = eps_from_x0(x_t, out, alpha, sigma)
+        eps = _eps_from_x0(x_t, out, alpha, sigma)
     elif prediction == "score":
-        eps = eps_from_score(out, sigma)
+        eps = -sigma * out
     elif prediction == "v":
         eps = (alpha * out + sigma * x_t) / (alpha**2 + sigma**2)
     else:
@@ -188,8 +259,8 @@ def prediction_from_eps(eps, x_t, schedule, t, prediction: str):
         return eps
     alpha, sigma, d_alpha, d_sigma = _scales(schedule, t, x_t)
     if prediction == "score":
-        return _defined(score_from_eps(eps, sigma), prediction, "the score", t)
-    x0 = _defined(x0_from_eps(x_t, eps, alpha, sigma), prediction, "x0 (and so it)", t)
+        return _defined(-eps / sigma, prediction, "the score", t)
+    x0 = _defined(_x0_from_eps(x_t, eps, alpha, sigma), prediction, "x0 (and so it)", t)
     if prediction == "x0":
         return x0
     if prediction == "v":

@@ -128,10 +128,13 @@ def dynamic_threshold(x0, percentile=0.995, max_value=1.0):
 
 
 def threshold(x0, thresholding, percentile=0.995, max_value=1.0):
-    """``x0`` thresholded by ``thresholding``: None (unchanged), "static" or "dynamic"."""
-    if thresholding is None:
-        return x0
+    """``x0`` thresholded by ``thresholding``: None (unchanged), "static" or "dynamic".
+
+    ``x0`` is checked as by the thresholds (a finite floating tensor with a batch dimension first)
+    whatever ``thresholding`` is, and so are the options."""
     check_thresholding(thresholding, percentile, max_value)
+    if thresholding is None:
+        return _x0(x0)
     if thresholding == "static":
         return static_threshold(x0, max_value)
     return dynamic_threshold(x0, percentile, max_value)

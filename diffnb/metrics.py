@@ -23,6 +23,7 @@ Notation::
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -107,13 +108,42 @@ def _mixture_1d(mixture):
         raise ValueError(f"mixture must be 1-D, got dim={mixture.dim}")
 
 
-class Floor(NamedTuple):
-    """A noise floor over seeds: mean, standard deviation (ddof = 1), (min, max) and every value."""
-
+class _FloorFields(NamedTuple):
     mean: float
     std: float
     band: tuple[float, float]
     values: tuple[float, ...]
+
+
+def _real(v, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    return v
+
+
+class Floor(_FloorFields):
+    """A noise floor over seeds: mean, standard deviation (ddof = 1), (min, max) and every value
+    (at least 2). Every field is checked when a Floor is made (finite numbers, std >= 0, min <= max)."""
+
+    __slots__ = ()
+
+    def __new__(cls, mean, std, band, values):
+        _real(mean, "mean")
+        if _real(std, "std") < 0:
+            raise ValueError(f"std must be >= 0, got {std!r}")
+        if not isinstance(band, tuple) or len(band) != 2:
+            raise TypeError(f"band must be a (min, max) tuple, got {band!r}")
+        if _real(band[0], "band[0]") > _real(band[1], "band[1]"):
+            raise ValueError(f"band must be (min, max) with min <= max, got {band!r}")
+        if not isinstance(values, tuple):
+            raise TypeError(f"values must be a tuple of numbers, got {type(values).__name__}")
+        if len(values) < 2:
+            raise ValueError(f"values must hold at least 2 values (a floor is over seeds), got {len(values)}")
+        for i, v in enumerate(values):
+            _real(v, f"values[{i}]")
+        return super().__new__(cls, mean, std, band, values)
 
 
 def w1_floor(mixture, n: int, seeds=range(20), n_directions: int = 64, direction_seed: int = 0,

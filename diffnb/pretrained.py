@@ -14,12 +14,13 @@ regenerates, so the shipped file is tied to this code.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 
 from ._threads import one_thread
-from . import toy
+from . import _checks, toy
 from .forward import q_sample
 from .schedules import DiscreteVP
 
@@ -42,9 +43,18 @@ def _fresh_net(schedule) -> toy.EpsMLP:
 
 
 def fingerprint(net: torch.nn.Module) -> float:
-    """A number that changes with any weight: the sum of |w| over all parameters."""
+    """A number that changes with any weight: the sum of |w| over all parameters.
+
+    ``net`` must be a torch.nn.Module with at least one parameter, all finite."""
+    if not isinstance(net, torch.nn.Module):
+        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+    if next(net.parameters(), None) is None:
+        raise ValueError(f"net must have parameters to fingerprint, {type(net).__name__} has none")
     with torch.no_grad():
-        return float(sum(p.abs().sum() for p in net.parameters()))
+        value = float(sum(p.abs().sum() for p in net.parameters()))
+    if not math.isfinite(value):
+        raise ValueError(f"net's parameters must be finite, got a fingerprint of {value}")
+    return value
 
 
 def train_seed_denoiser(steps: int | None = None, progress: bool = True):
@@ -53,6 +63,9 @@ def train_seed_denoiser(steps: int | None = None, progress: bool = True):
     Returns ``(net, losses)``. Data: the source notes' mixture (``toy.seed_mixture_1d``), fresh
     samples every step, t uniform on (0, T].
     """
+    if steps is not None:
+        _checks.positive_int(steps, "steps")
+    _checks.flag(progress, "progress")
     schedule = seed_schedule()
     net = _fresh_net(schedule)
     with one_thread():
@@ -79,14 +92,19 @@ def eps_loss(model, n: int = 200_000, seed: int = 4) -> float:
     """Monte Carlo L_simple = E ||model(x_t, t) - eps||^2 on the seed mixture, t uniform on (0, T].
 
     With the same ``seed`` every model sees the same (x_t, t, eps), so differences between models
-    are paired (the Monte Carlo noise of a difference is much smaller than that of each value)."""
+    are paired (the Monte Carlo noise of a difference is much smaller than that of each value).
+    ``model(x_t, t)`` must return a finite tensor of x_t's shape (n, 1) and dtype (float64)."""
+    _checks.callable_(model, "model")
+    _checks.positive_int(n, "n")
+    _checks.positive_int(seed, "seed", minimum=0)
     schedule, data = seed_schedule(), toy.seed_mixture_1d()
     g = torch.Generator().manual_seed(seed)
     x0 = data.sample(n, generator=g)
     t = schedule.t_max * (1 - torch.rand(n, generator=g, dtype=torch.float64))
     x_t, eps = q_sample(schedule, x0, t, generator=g)
     with torch.no_grad():
-        return float(((model(x_t, t) - eps) ** 2).mean())
+        out = _checks.model_output(model(x_t, t), x_t)
+        return float(((out - eps) ** 2).mean())
 
 
 

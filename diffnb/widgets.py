@@ -24,7 +24,23 @@ class SliderHTML:
     """Displays as HTML; its text form lists the frames and their PNG hashes."""
 
     def __init__(self, html_text: str, labels, figures):
-        self.html_text, self.labels, self.figures = html_text, list(labels), list(figures)
+        if not isinstance(html_text, str):
+            raise TypeError(f"html_text must be a str, got {type(html_text).__name__}")
+        for name, v in (("labels", labels), ("figures", figures)):
+            if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+                raise TypeError(f"{name} must be an iterable (one item per frame), got {type(v).__name__}")
+        labels, figures = list(labels), list(figures)
+        if not labels:
+            raise ValueError("labels must name at least one frame, got none")
+        if len(figures) != len(labels):
+            raise ValueError(f"figures must hold one plots.Figure per label ({len(labels)}), got {len(figures)}")
+        for i, lab in enumerate(labels):
+            if not isinstance(lab, str):
+                raise TypeError(f"labels[{i}] must be a str, got {type(lab).__name__}")
+        for i, fig in enumerate(figures):
+            if not isinstance(fig, Figure):
+                raise TypeError(f"figures[{i}] must be a plots.Figure (from plots.show), got {type(fig).__name__}")
+        self.html_text, self.labels, self.figures = html_text, labels, figures
 
     def _repr_html_(self):
         return self.html_text
@@ -44,6 +60,11 @@ def frame_slider(frames: dict, label: str = "frame", name: str = "slider", start
     for key, fig in frames.items():
         if not isinstance(fig, Figure):
             raise TypeError(f"frames[{key!r}] must be a plots.Figure (from plots.show), got {type(fig).__name__}")
+    for arg, v in (("label", label), ("name", name)):
+        if not isinstance(v, str):
+            raise TypeError(f"{arg} must be a str, got {type(v).__name__}")
+    if isinstance(start, bool) or not isinstance(start, int):
+        raise TypeError(f"start must be an int, got {type(start).__name__}")
     if not re.fullmatch(r"[A-Za-z][\w-]*", name):
         raise ValueError(f"name must start with a letter and use only letters, digits, '-' and '_', got {name!r}")
     labels = [str(k) for k in frames]

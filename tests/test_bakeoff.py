@@ -69,3 +69,44 @@ def test_table_prints_the_chosen_budgets_narrowly():
     assert lines[0].split() == ["5", "calls", "10", "calls"]
     assert "0.0400 ± 0.0200 (5)" in lines[1] and "50 calls" not in text
     assert lines[2].split()[1:] == ["0.2000", "(5)", "-"]
+
+
+@pytest.mark.parametrize("args, error, message", [
+    ((None, 5, 5, (0.1,)), TypeError, r"name must be a str, got NoneType"),
+    (("a", "5", 5, (0.1,)), TypeError, r"budget must be an int, got str"),
+    (("a", 5, -1, (0.1,)), ValueError, r"nfe must be at least 0"),
+    (("a", 5, 5, [0.1]), TypeError, r"scores must be a tuple of numbers, got list"),
+    (("a", 5, 5, ()), ValueError, r"scores must hold at least one score"),
+    (("a", 5, 5, (0.1, None)), TypeError, r"scores\[1\] must be a number, got NoneType"),
+    (("a", 5, 5, (float("nan"),)), ValueError, r"scores\[0\] must be finite, got nan"),
+])
+def test_cell_checks_its_fields(args, error, message):
+    with pytest.raises(error, match=message):
+        bakeoff.Cell(*args)
+
+
+def test_beats_and_table_refuse_bad_input_by_name(problem):
+    s, model, x_T, _ = problem
+    c = bakeoff.Cell("a", 5, 5, (0.1, 0.2))
+    assert bakeoff.Cell("reference", 0, 0, (0.1,)).budget == 0  # a reference row has no budget
+    for call, error, message in [
+        (lambda: bakeoff.beats(None, c), TypeError, r"a must be a bakeoff.Cell, got NoneType"),
+        (lambda: bakeoff.beats(c, 0.1), TypeError, r"b must be a bakeoff.Cell, got float"),
+        (lambda: bakeoff.beats(c, c, z=float("nan")), ValueError, r"z must be finite and >= 0"),
+        (lambda: bakeoff.beats(c, c, z="2"), TypeError, r"z must be a number"),
+        (lambda: bakeoff.table(None), TypeError, r"rows must be a dict"),
+        (lambda: bakeoff.table({}), ValueError, r"rows must hold at least one entry"),
+        (lambda: bakeoff.table({"a": [c]}), TypeError, r"rows\['a'\] must be a dict \{budget: Cell\}"),
+        (lambda: bakeoff.table({"a": {5: 0.1}}), TypeError, r"rows\['a'\]\[5\] must be a bakeoff.Cell"),
+        (lambda: bakeoff.table({"a": {5: c}}, budgets="5"), TypeError, r"budgets must be a list of ints"),
+        (lambda: bakeoff.table({"a": {5: c}}, fmt=None), TypeError, r"fmt must be a format string"),
+        (lambda: bakeoff.table({"a": {5: c}}, fmt="{:.2q}"), ValueError, r"fmt must format one number"),
+        (lambda: bakeoff.bake("DDPM", model, x_T, s, [5], score=float), TypeError, r"names must be a list"),
+        (lambda: bakeoff.bake(["DDPM"], model, x_T, None, [5], score=float), TypeError,
+         r"schedule must be a diffnb.schedules.GaussianPath"),
+        (lambda: bakeoff.bake(["DDPM"], model, None, s, [5], score=float), TypeError, r"x_T must be a torch.Tensor"),
+        (lambda: bakeoff.bake(["DDPM"], model, x_T, s, 5, score=float), TypeError, r"budgets must be a list"),
+    ]:
+        with pytest.raises(error, match=message):
+            call()
+    assert "0.10" in bakeoff.table({"a": {0: bakeoff.Cell("a", 0, 0, (0.1,))}}, budgets=[0], fmt="{:.2f}")

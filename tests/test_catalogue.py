@@ -116,3 +116,27 @@ def test_bad_input(monkeypatch):
     assert not catalogue.available("Later") and "Later" not in catalogue.names()
     with pytest.raises(NotImplementedError, match=r"'Later' needs diffnb.not_yet.sampler, which is not available"):
         catalogue.run("Later", MODEL, X, S, ts)
+
+
+def test_entry_checks_its_fields():
+    import dataclasses
+
+    good = ENTRIES["DDPM"]
+    for change, error, message in [
+        ({"name": None}, TypeError, r"name must be a str, got NoneType"),
+        ({"label": 1}, TypeError, r"label must be a str"),
+        ({"function": "samplers.ddpm"}, ValueError, r"function must be 'module:function'"),
+        ({"order": 0}, ValueError, r"order must be at least 1"),
+        ({"calls": 1.0}, TypeError, r"calls must be an int"),
+        ({"color": None}, TypeError, r"color must be a str"),
+        ({"marker": None}, TypeError, r"marker must be a matplotlib marker"),
+        ({"stochastic": 1}, TypeError, r"stochastic must be a bool"),
+        ({"identity_of": 3}, TypeError, r"identity_of must be an entry name"),
+        ({"kwargs": None}, TypeError, r"kwargs must be a mapping"),
+        ({"budget": 3}, TypeError, r"budget must be callable"),
+    ]:
+        with pytest.raises(error, match=message):
+            dataclasses.replace(good, **change)
+    assert dataclasses.replace(good, name="copy") .name == "copy"
+    with pytest.raises(TypeError, match=r"schedule must be a diffnb.schedules.GaussianPath"):
+        catalogue.budget_grid("DDPM", None, 10)

@@ -205,3 +205,23 @@ def test_bad_input_is_refused():
         cv.diffusers_loop(object(), model, x, 10)
     with pytest.raises(TypeError, match=r"x_scale must be a number"):
         cv.cosine_data_problem(s, x_scale="1")
+
+
+def test_more_bad_input_is_refused_by_name():
+    s = DiscreteVP.linear()
+    x = torch.zeros(2, 1, dtype=F64)
+    model = toy.seed_mixture_1d().eps_model(s)
+    with pytest.raises(TypeError, match=r"schedule must be a diffnb.schedules.GaussianPath"):
+        cv.cosine_data_problem(None)
+    with pytest.raises(ValueError, match=r"x_scale must be finite, got nan"):
+        cv.cosine_data_problem(s, x_scale=float("nan"))
+    with pytest.raises(TypeError, match=r"schedule must be a diffnb.schedules.GaussianPath"):
+        cv.ddim_chain(model, x, "x", torch.tensor([5.0], dtype=F64), torch.tensor([1.0], dtype=F64))
+    with pytest.raises(TypeError, match=r"schedule must be a diffnb.schedules.GaussianPath"):
+        cv.dpm_scheduler_on_grid(object(), model, x, None, torch.tensor([5.0, 1.0], dtype=F64))
+    with pytest.raises(TypeError, match=r"lower_order_final must be a bool"):
+        cv.multistep_orders(10, 2, None)
+    with pytest.raises(TypeError, match=r"euler_at_final must be a bool"):
+        cv.multistep_orders(10, 2, True, "zero", 1)
+    with pytest.raises(TypeError, match=r"lower_order_final must be a bool"):
+        cv.singlestep_orders(10, 2, "no")

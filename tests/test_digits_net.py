@@ -204,3 +204,14 @@ def test_neighbours_is_still_a_named_tuple():
     nb = digits_demo.Neighbours(torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([0]))
     d1, d2, index = nb
     assert nb.d1 is d1 and float(nb.ratio) == 0.5 and nb._fields == ("d1", "d2", "index")
+
+
+def test_fingerprint_refuses_bad_input_by_name():
+    with pytest.raises(TypeError, match=r"net must be a torch.nn.Module, got str"):
+        digits_net.fingerprint("x")
+    with pytest.raises(ValueError, match=r"net must have parameters"):
+        digits_net.fingerprint(torch.nn.Identity())
+    net = torch.nn.Linear(2, 1).requires_grad_(False)
+    net.bias.fill_(float("inf"))
+    with pytest.raises(ValueError, match=r"net's parameters must be finite"):
+        digits_net.fingerprint(net)

@@ -337,3 +337,29 @@ def test_grid_to_zero():
     ts = pdm.grid_to_zero(VE(), 5, "karras")
     assert len(ts) == 6 and float(ts[-1]) == 0.0 and math.isclose(float(ts[-2]), 0.002, rel_tol=1e-12)
     assert float(ts[0]) == 80.0
+
+
+def test_rho_grid_and_t_of_rho_refuse_bad_input_by_name():
+    from diffnb.edm import rho_grid, t_of_rho
+    from diffnb.schedules import DiscreteVP
+
+    s, like = DiscreteVP.linear(), torch.zeros(1, dtype=torch.float64)
+    ts = torch.tensor([999.0, 500.0], dtype=torch.float64)
+    for call, error, message in [
+        (lambda: rho_grid(None, ts), TypeError, r"schedule must be a diffnb.schedules.GaussianPath"),
+        (lambda: rho_grid(s, [999.0, 500.0]), TypeError, r"ts must be a 1-D torch.Tensor of times, got list"),
+        (lambda: rho_grid(s, ts.long()), TypeError, r"ts must be a floating-point tensor"),
+        (lambda: rho_grid(s, ts[:, None]), ValueError, r"ts must be 1-D and non-empty"),
+        (lambda: rho_grid(s, torch.tensor([float("nan")], dtype=torch.float64)), ValueError, r"ts must be finite"),
+        (lambda: rho_grid(s, torch.tensor([2000.0], dtype=torch.float64)), ValueError, r"ts must lie in"),
+        (lambda: t_of_rho("x", 1.0, like), TypeError, r"schedule must be a diffnb.schedules.GaussianPath"),
+        (lambda: t_of_rho(s, float("nan"), like), ValueError, r"rho must be positive and finite, got nan"),
+        (lambda: t_of_rho(s, 0.0, like), ValueError, r"rho must be positive and finite"),
+        (lambda: t_of_rho(s, None, like), TypeError, r"rho must be a number"),
+        (lambda: t_of_rho(s, torch.ones(2, dtype=torch.float64), like), TypeError, r"rho must be a number or a one"),
+        (lambda: t_of_rho(s, 1.0, None), TypeError, r"like must be a floating-point torch.Tensor"),
+    ]:
+        with pytest.raises(error, match=message):
+            call()
+    t = t_of_rho(s, torch.tensor(1.0, dtype=torch.float64), like)  # a 0-d tensor rho is a number
+    assert abs(float(s.noise_to_signal(t)) - 1.0) < 1e-9 and t.dtype == like.dtype

@@ -207,3 +207,46 @@ def test_parameterisations_refuse_what_is_undefined():
         forward.as_eps_model(lambda x, t: x, "linear", "v")
     with pytest.raises(TypeError, match="model must be callable"):
         forward.as_eps_model(None, fm, "v")
+
+
+_X = torch.zeros(4, 1, dtype=F64)
+_NAN = float("nan")
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: forward.x0_from_eps(None, _X, 0.6, 0.8), TypeError, r"x_t must be a torch.Tensor, got NoneType"),
+    (lambda: forward.x0_from_eps(_X, "x", 0.6, 0.8), TypeError, r"eps must be a torch.Tensor, got str"),
+    (lambda: forward.x0_from_eps(_X.long(), _X, 0.6, 0.8), TypeError, r"x_t must be a floating-point tensor"),
+    (lambda: forward.x0_from_eps(_X, _X, _NAN, 0.8), ValueError, r"alpha must be finite, got nan"),
+    (lambda: forward.x0_from_eps(_X, _X, 0.0, 0.8), ValueError, r"alpha must be positive \(the formula divides"),
+    (lambda: forward.x0_from_eps(_X, _X, torch.tensor(0.0, dtype=F64), 0.8), ValueError, r"alpha must be positive"),
+    (lambda: forward.x0_from_eps(_X, _X, 0.6, None), TypeError, r"sigma must be a number or a floating-point"),
+    (lambda: forward.x0_from_eps(_X, _X, 0.6, -0.1), ValueError, r"sigma must be >= 0"),
+    (lambda: forward.x0_from_eps(_X, torch.zeros(4, dtype=F64), 0.6, 0.8), ValueError,
+     r"eps must have x_t's shape \(4, 1\) or broadcast to it, got shape \(4,\)"),
+    (lambda: forward.x0_from_eps(_X, _X, torch.full((4,), 0.6, dtype=F64), 0.8), ValueError,
+     r"alpha must have x_t's shape"),
+    (lambda: forward.x0_from_eps(_X, _X, torch.tensor([[0.6], [_NAN], [0.6], [0.6]], dtype=F64), 0.8),
+     ValueError, r"alpha must be finite"),
+    (lambda: forward.eps_from_x0(_X, _X, 0.6, 0.0), ValueError, r"sigma must be positive"),
+    (lambda: forward.eps_from_x0(_X, None, 0.6, 0.8), TypeError, r"x0 must be a torch.Tensor"),
+    (lambda: forward.eps_from_x0(_X, _X, float("inf"), 0.8), ValueError, r"alpha must be finite, got inf"),
+    (lambda: forward.score_from_eps(_X, 0.0), ValueError, r"sigma must be positive"),
+    (lambda: forward.score_from_eps(_NAN, 0.5), TypeError, r"eps must be a torch.Tensor, got float"),
+    (lambda: forward.eps_from_score(_X, _NAN), ValueError, r"sigma must be finite"),
+    (lambda: forward.eps_from_score(_X, True), TypeError, r"sigma must be a number"),
+])
+def test_conversions_refuse_bad_input_by_name(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_conversions_accept_what_the_samplers_pass():
+    """Python floats, 0-d tensors, per-sample (n, 1) scales, sigma = 0 where it only multiplies,
+    alpha = 0 where it only multiplies (flow matching's t = 1), and an x0 that broadcasts."""
+    x, eps = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    a = torch.linspace(0.2, 0.9, 4, dtype=F64)[:, None]
+    assert torch.equal(forward.x0_from_eps(x, eps, a, 0.0), x / a)
+    assert torch.equal(forward.eps_from_x0(x, eps[:1], 0.0, 0.5), x / 0.5)
+    assert torch.equal(forward.eps_from_x0(x, eps, a, torch.tensor(0.7, dtype=F64)), (x - a * eps) / 0.7)
+    assert torch.equal(forward.eps_from_score(eps, 0.0), -0.0 * eps)

@@ -330,3 +330,16 @@ def test_guidance_demo_floor_and_split_scores_refuse_bad_input():
         gdm.split_scores(torch.ones(3, dtype=F64), 5)
     with pytest.raises(TypeError, match="sq must be a torch.Tensor"):
         gdm.split_scores([1.0, 2.0], 2)
+
+
+def test_threshold_checks_x0_even_when_it_does_nothing():
+    x0 = torch.linspace(-2, 2, 8, dtype=torch.float64)[:, None]
+    assert guidance.threshold(x0, None) is x0
+    with pytest.raises(TypeError, match=r"x0 must be a torch.Tensor, got NoneType"):
+        guidance.threshold(None, None)
+    with pytest.raises(ValueError, match=r"x0 must be finite"):
+        guidance.threshold(torch.full((2, 1), float("nan"), dtype=torch.float64), None)
+    with pytest.raises(ValueError, match=r"percentile must be in \(0, 1\]"):
+        guidance.threshold(x0, None, percentile=2.0)
+    with pytest.raises(TypeError, match=r"thresholding must be a str"):
+        guidance.threshold(x0, 1)

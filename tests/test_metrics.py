@@ -213,3 +213,25 @@ def test_frechet_halves_stratified_floor_takes_equal_classes_from_the_first_half
     assert math.isclose(floor.values[0], metrics.frechet_distance(feats[a], feats[halves.perms[0][20:]]), rel_tol=1e-9)
     with pytest.raises(ValueError, match="multiple of the number of classes"):
         halves.floor(9, labels=labels)
+
+
+@pytest.mark.parametrize("args, error, message", [
+    ((None, 0.1, (0.0, 1.0), (0.0, 1.0)), TypeError, r"mean must be a number, got NoneType"),
+    ((float("nan"), 0.1, (0.0, 1.0), (0.0, 1.0)), ValueError, r"mean must be finite"),
+    ((0.5, -0.1, (0.0, 1.0), (0.0, 1.0)), ValueError, r"std must be >= 0"),
+    ((0.5, 0.1, [0.0, 1.0], (0.0, 1.0)), TypeError, r"band must be a \(min, max\) tuple"),
+    ((0.5, 0.1, (1.0, 0.0), (0.0, 1.0)), ValueError, r"band must be \(min, max\) with min <= max"),
+    ((0.5, 0.1, (0.0, 1.0), [0.0, 1.0]), TypeError, r"values must be a tuple of numbers, got list"),
+    ((0.5, 0.1, (0.0, 1.0), (0.5,)), ValueError, r"values must hold at least 2 values"),
+    ((0.5, 0.1, (0.0, 1.0), (0.0, "x")), TypeError, r"values\[1\] must be a number, got str"),
+    ((0.5, 0.1, (0.0, 1.0), (0.0, float("inf"))), ValueError, r"values\[1\] must be finite"),
+])
+def test_floor_checks_its_fields(args, error, message):
+    with pytest.raises(error, match=message):
+        metrics.Floor(*args)
+
+
+def test_floor_is_still_a_named_tuple():
+    f = metrics.Floor(0.5, 0.1, (0.4, 0.6), (0.4, 0.6))
+    assert f._fields == ("mean", "std", "band", "values") and f.mean == 0.5 and tuple(f)[2] == (0.4, 0.6)
+    assert f._replace(mean=0.45).mean == 0.45

@@ -99,3 +99,54 @@ def test_colour_bars_and_image_axes_need_no_labels():
     ax.imshow(np.eye(3))
     with pytest.raises(ValueError, match="needs an x and a y label"):
         plots.show(fig)
+
+
+def test_show_and_density_vs_histogram_refuse_bad_input_by_name():
+    import matplotlib.pyplot as plt
+    import torch
+
+    from diffnb import toy
+
+    with pytest.raises(TypeError, match=r"fig must be a matplotlib Figure \(from plots.figure\), got NoneType"):
+        plots.show(None)
+    with pytest.raises(TypeError, match=r"title must be a str or None"):
+        plots.show(make(), title=3)
+    fig, ax = plots.figure()
+    x, mix = torch.zeros(10, 1, dtype=torch.float64), toy.seed_mixture_1d()
+    two_d = toy.GaussianMixture(torch.ones(1), torch.zeros(1, 2), torch.ones(1, 2))
+    for call, error, message in [
+        (lambda: plots.density_vs_histogram(None, x, mix), TypeError, r"ax must be a matplotlib Axes"),
+        (lambda: plots.density_vs_histogram(ax, "x", mix), TypeError, r"samples must be a torch.Tensor, got str"),
+        (lambda: plots.density_vs_histogram(ax, x * float("nan"), mix), ValueError, r"samples must be finite"),
+        (lambda: plots.density_vs_histogram(ax, torch.zeros(10, 2, dtype=torch.float64), mix), ValueError,
+         r"samples must have shape \(n,\) or \(n, 1\)"),
+        (lambda: plots.density_vs_histogram(ax, x, None), TypeError, r"mixture must be a mixture with log_prob"),
+        (lambda: plots.density_vs_histogram(ax, x, two_d), ValueError, r"mixture must be 1-D, got dim=2"),
+        (lambda: plots.density_vs_histogram(ax, x, mix, bins=0), ValueError, r"bins must be at least 1"),
+        (lambda: plots.density_vs_histogram(ax, x, mix, label=None), TypeError, r"label must be a str"),
+        (lambda: plots.density_vs_histogram(ax, x, mix, x_range=1.0), TypeError, r"x_range must be a \(lo, hi\)"),
+        (lambda: plots.density_vs_histogram(ax, x, mix, x_range=(1.0, 0.0)), ValueError,
+         r"x_range must be finite with lo < hi"),
+    ]:
+        with pytest.raises(error, match=message):
+            call()
+    plt.close(fig)
+
+
+def test_slider_html_checks_its_parts():
+    f = plots.show(make())
+    for args, error, message in [
+        ((None, ["a"], [f]), TypeError, r"html_text must be a str, got NoneType"),
+        (("<p>", "x", [f]), TypeError, r"labels must be an iterable"),
+        (("<p>", ["a"], None), TypeError, r"figures must be an iterable"),
+        (("<p>", [], []), ValueError, r"labels must name at least one frame"),
+        (("<p>", ["a", "b"], [f]), ValueError, r"figures must hold one plots.Figure per label \(2\), got 1"),
+        (("<p>", [1], [f]), TypeError, r"labels\[0\] must be a str"),
+        (("<p>", ["a"], ["x"]), TypeError, r"figures\[0\] must be a plots.Figure"),
+    ]:
+        with pytest.raises(error, match=message):
+            widgets.SliderHTML(*args)
+    with pytest.raises(TypeError, match=r"start must be an int"):
+        widgets.frame_slider({"a": f}, start=0.0)
+    with pytest.raises(TypeError, match=r"label must be a str"):
+        widgets.frame_slider({"a": f}, label=None)
