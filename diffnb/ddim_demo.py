@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import sympy as sp
 import torch
 
-from . import _checks, forward, metrics, samplers
+from . import _checks, forward, metrics, samplers, toy
 
 __all__ = ["formula_names", "update_parts", "walk_kernel", "ols", "kernel_closed_form", "paper_grid", "sigma_hat_sampler",
            "per_replicate", "paired_error", "w1_replicates", "band", "gap", "table1", "off_support",
@@ -70,6 +70,14 @@ def _values(v, name: str) -> torch.Tensor:
     return out
 
 
+def _mixture(mixture, one_d: bool = False):
+    if not isinstance(mixture, toy.GaussianMixture):
+        raise TypeError(f"mixture must be a toy.GaussianMixture, got {type(mixture).__name__}")
+    if one_d and mixture.dim != 1:
+        raise ValueError(f"mixture must be 1-D, got dim={mixture.dim}")
+    return mixture
+
+
 def _path_args(model, schedule, x_T, ts):
     """The arguments of a 1-D trajectory: a model, a Gaussian path, 1-D samples and a grid."""
     _checks.callable_(model, "model")
@@ -100,7 +108,12 @@ def update_parts(mixture, schedule, x_t, t: float, s: float, eta: float, z) -> d
     """The three terms of DDIM's eq. (12) for the exact model of ``mixture`` at points ``x_t``:
     ``x0_hat``, ``signal`` = alpha_s x0_hat, ``direction`` = sqrt(sigma_s^2 - vs^2) eps_hat (the
     "direction pointing to x_t"), ``noise`` = vs z, and ``x_s``, their sum; also ``eps_hat``."""
+    _mixture(mixture)
+    _checks.gaussian_path(schedule)
     x_t = _checks.batch(x_t, "x_t")
+    _scalar(t, "t"), _scalar(s, "s")
+    if _checks.batch(z, "z").shape != x_t.shape:
+        raise ValueError(f"z must have x_t's shape {tuple(x_t.shape)}, got {tuple(z.shape)}")
     t, s = torch.tensor(float(t), dtype=F64), torch.tensor(float(s), dtype=F64)
     a_t, s_t = schedule.alpha(t), schedule.sigma(t)
     a_s, s_s = schedule.alpha(s), schedule.sigma(s)
@@ -118,7 +131,10 @@ def walk_kernel(schedule, x0, grid, vs_of, generator) -> list:
     """Sample DDIM's joint q_vs(x_{tau_0}, ..., x_{tau_S} | x0) top-down: x at ``grid[0]`` from
     q(x_t | x0), then x_s ~ q_vs(x_s | x_t, x0) (DDIM's eq. 7) with noise scale ``vs_of(t, s)``,
     using the true x0. Returns the states at every grid time, ``grid[0]`` first."""
+    _checks.gaussian_path(schedule)
     x0 = _checks.batch(x0, "x0")
+    _checks.grid(grid, x0, schedule, "grid")
+    _checks.callable_(vs_of, "vs_of")
     x, _ = forward.q_sample(schedule, x0, grid[0], generator=generator)
     states = [x]
     for t, s in zip(grid[:-1], grid[1:]):
@@ -133,6 +149,14 @@ def walk_kernel(schedule, x0, grid, vs_of, generator) -> list:
 def ols(y, *columns):
     """Least squares y ~ sum_j c_j columns_j (no intercept). Returns ``(coef, se, resid_var)``:
     coefficients, their standard errors, and the residual variance."""
+    y = _checks.batch(y, "y")
+    if not columns:
+        raise ValueError("ols needs at least one column")
+    for j, c in enumerate(columns):
+        if _checks.batch(c, f"columns[{j}]").numel() != y.numel():
+            raise ValueError(f"columns[{j}] must have y's {y.numel()} values, got {c.numel()}")
+    if y.numel() <= len(columns):
+        raise ValueError(f"y must have more values ({y.numel()}) than there are columns ({len(columns)})")
     X = torch.cat([c.reshape(-1, 1) for c in columns], 1).to(F64)
     y = y.reshape(-1, 1).to(F64)
     n, p = X.shape
@@ -173,7 +197,12 @@ def sigma_hat_sampler(model, x_T, schedule, ts, generator=None, callback=None):
     """The sigma-hat row of DDIM's Table 1: DDPM's posterior mean with the larger variance
     beta-hat = 1 - abar_t/abar_s of the forward jump (no noise on the step into t = 0).
     ``callback({"i", "t", "x"})`` after each step, as the samplers' callback."""
+    _checks.callable_(model, "model")
+    _checks.gaussian_path(schedule)
     x = _checks.batch(x_T, "x_T")
+    _checks.grid(ts, x, schedule)
+    if callback is not None:
+        _checks.callable_(callback, "callback")
     for i, (t, s) in enumerate(zip(ts[:-1], ts[1:])):
         eps_hat = samplers.predict_eps(model, x, t)
         x0_hat = forward.x0_from_eps(x, eps_hat, schedule.alpha(t), schedule.sigma(t))
@@ -189,7 +218,12 @@ def sigma_hat_sampler(model, x_T, schedule, ts, generator=None, callback=None):
 
 def per_replicate(fn, x, R: int, *others) -> torch.Tensor:
     """``fn`` on each of ``R`` equal consecutive chunks of ``x`` (and of ``others``)."""
+    _checks.callable_(fn, "fn")
+    x = _checks.batch(x, "x")
     _checks.positive_int(R, "R")
+    for j, o in enumerate(others):
+        if _checks.batch(o, f"others[{j}]").shape[0] != x.shape[0]:
+            raise ValueError(f"others[{j}] must have x's batch size {x.shape[0]}, got {o.shape[0]}")
     if x.shape[0] % R:
         raise ValueError(f"x's batch {x.shape[0]} must be a multiple of R={R}")
     chunks = zip(x.chunk(R), *(o.chunk(R) for o in others))
@@ -199,12 +233,17 @@ def per_replicate(fn, x, R: int, *others) -> torch.Tensor:
 def paired_error(x, reference, R: int) -> torch.Tensor:
     """Mean |x - reference| per replicate: a deterministic sampler's error against the paired
     reference (the exact ODE solution from the same x_T), free of sampling noise."""
+    x, reference = _checks.batch(x, "x"), _checks.batch(reference, "reference")
+    if x.shape != reference.shape:
+        raise ValueError(f"reference must have x's shape {tuple(x.shape)}, got {tuple(reference.shape)}")
     return per_replicate(lambda a, b: (a - b).abs().mean(), x, R, reference)
 
 
 def w1_replicates(x, mixture, R: int, n_grid: int = 20_001) -> torch.Tensor:
     """W1 to ``mixture`` of each of ``R`` replicates (chunks) of the samples ``x`` (``n_grid`` as in
     ``metrics.wasserstein_1d``; compare with ``metrics.w1_floor`` at the same ``n_grid``)."""
+    _mixture(mixture, one_d=True)
+    _checks.positive_int(n_grid, "n_grid", minimum=2)
     return per_replicate(lambda c: metrics.wasserstein_1d(c, mixture, n_grid=n_grid), x, R)
 
 
@@ -236,6 +275,14 @@ def table1(model, schedule, mixture, x_T, R, steps, etas, seed: int = 0):
     ``sigma-hat``, one column per number of steps. Returns a namespace with ``w1`` =
     {row: W1 to ``mixture`` per replicate, shape (R, len(steps))}, ``final`` = {(row, S):
     samples} and ``at_1`` = {(row, S): the state at t = 1, before the last step}."""
+    _checks.callable_(model, "model")
+    _checks.gaussian_path(schedule)
+    _mixture(mixture, one_d=True)
+    _checks.batch(x_T, "x_T")
+    _checks.positive_int(R, "R")
+    for e in etas:
+        if _scalar(e, "each of etas") < 0:
+            raise ValueError(f"each of etas must be >= 0, got {e!r}")
     rows = [f"eta = {e:g}" for e in etas] + ["sigma-hat"]
     out = SimpleNamespace(w1={row: [] for row in rows}, final={}, at_1={})
     for S in steps:
@@ -262,6 +309,9 @@ def off_support(x, mixture, alpha=1.0, sigma=0.0, k: float = 4.0) -> float:
     """Share of samples farther than ``k`` standard deviations from every component of the
     mixture noised to (alpha, sigma): each component N(alpha m, alpha^2 s^2 + sigma^2)."""
     x = _checks.batch(x, "x")
+    _mixture(mixture, one_d=True)
+    _scalar(alpha, "alpha"), _scalar(sigma, "sigma")
+    _checks.positive_number(k, "k")
     centre = alpha * mixture.means[:, 0]
     std = torch.sqrt(alpha**2 * mixture.stds[:, 0] ** 2 + sigma**2)
     dist = ((x.reshape(-1, 1) - centre) / std).abs().min(1).values

@@ -28,6 +28,14 @@ __all__ = ["exact_velocity", "dense_paths", "coordinates", "chord_deviation", "g
 F64 = torch.float64
 
 
+def _mixture(mixture):
+    from .toy import GaussianMixture
+
+    if not isinstance(mixture, GaussianMixture):
+        raise TypeError(f"mixture must be a toy.GaussianMixture, got {type(mixture).__name__}")
+    return mixture
+
+
 def _sq_errors(sq, name: str, ndim: int) -> torch.Tensor:
     """Per-path squared errors: a finite, non-negative floating tensor of ``ndim`` dimensions."""
     sq = _checks.batch(sq, name)
@@ -52,6 +60,7 @@ def exact_velocity(mixture, schedule):
     """The exact probability-flow velocity u(x, t) = alpha'_t E[x0 | x_t] + sigma'_t E[eps | x_t] of a
     ``toy.GaussianMixture`` on ``schedule``; finite where alpha = 0 (flow matching's t = 1, where it is
     x - E[x0]), since the mixture's x0_hat is Tweedie's formula, not (x - sigma eps)/alpha."""
+    _mixture(mixture)
     _checks.gaussian_path(schedule)
 
     def velocity(x, t):
@@ -66,6 +75,15 @@ def dense_paths(mixture, y_T, lam, order: int = 3):
     """Exact probability-flow paths in (rho, y) at the log-SNRs ``lam`` (increasing; a fine grid), by
     DPM-Solver++ of ``order`` on ``lam`` itself. Returns y of shape ``(len(lam), batch, dim)``; the
     paths are the same on every schedule (y and rho are)."""
+    _mixture(mixture)
+    y_T = _checks.batch(y_T, "y_T")
+    if not isinstance(lam, torch.Tensor):
+        raise TypeError(f"lam must be a 1-D torch.Tensor of log-SNRs, got {type(lam).__name__}")
+    if lam.ndim != 1 or lam.numel() < 2:
+        raise ValueError(f"lam must be 1-D with at least 2 log-SNRs, got shape {tuple(lam.shape)}")
+    if not bool((lam[1:] > lam[:-1]).all()):
+        raise ValueError("lam must be strictly increasing (and finite)")
+    _checks.positive_int(order, "order")
     ve = VE(sigma_min=math.exp(-float(lam[-1])), sigma_max=math.exp(-float(lam[0])))
     ts = ve.t_of_log_snr(lam)
     ts[0], ts[-1] = ve.t_max, ve.sigma_min
@@ -97,6 +115,7 @@ def chord_deviation(tau, z):
 def grid_to_zero(schedule, n: int, spacing: str, **kwargs):
     """n intervals ending at sigma = 0: ``schedule.timesteps(n - 1, spacing, ...)`` (which ends at the
     schedule's default t_end, VE's sigma_min) and then t_min, as EDM and diffusers' "zero" final sigma do."""
+    _checks.gaussian_path(schedule)
     _checks.positive_int(n, "n", minimum=2)
     ts = schedule.timesteps(n - 1, spacing, **kwargs)
     return torch.cat([ts, ts.new_full((1,), float(schedule.t_min))])

@@ -295,6 +295,15 @@ def error_attribution(kind, model, mix, schedule, x_T, ts, target, generator=Non
     (``reverse_step("exact")``) on every step but k and the sampler's step ``kind`` on step k, and
     measure W1 to ``target`` at the end. Returns ``(per_step, full, exact)``: the list over k, the
     W1 of the sampler on every step, and of exact jumps on every step (the floor of this sample size)."""
+    if kind not in ("ddpm", "em", "exact"):
+        raise ValueError(f"kind must be 'ddpm', 'em' or 'exact', got {kind!r}")
+    _checks.callable_(model, "model")
+    _mixture_1d(mix)
+    _path(schedule)
+    x_T = _checks.batch(x_T, "x_T")
+    _checks.grid(ts, x_T, schedule)
+    if not isinstance(target, GaussianMixture) or target.dim != 1:
+        raise TypeError(f"target must be a 1-D toy.GaussianMixture, got {type(target).__name__}")
     n = len(ts) - 1
 
     def run(which):
@@ -312,9 +321,12 @@ def error_attribution(kind, model, mix, schedule, x_T, ts, target, generator=Non
 # --- numerical: error bars and pictures -----------------------------------------------------------
 def summary(values):
     """Mean, standard deviation, standard error and the 10% and 90% quantiles of a list of numbers."""
+    if values is None or isinstance(values, (str, bytes)):
+        raise TypeError(f"values must be a sequence of numbers, got {type(values).__name__}")
     v = torch.tensor(values, dtype=torch.float64)
     if v.numel() < 2:
         raise ValueError(f"values must hold at least 2 numbers, got {v.numel()}")
+    _checks.finite(v, "values")
     sd = float(v.std())
     lo, hi = (float(q) for q in torch.quantile(v, torch.tensor([0.1, 0.9], dtype=torch.float64)))
     return SimpleNamespace(mean=float(v.mean()), sd=sd, se=sd / math.sqrt(v.numel()), lo=lo, hi=hi,
@@ -324,7 +336,8 @@ def summary(values):
 def density_map(mix, schedule, ts, xs):
     """q_t(x) on the grid ``ts`` x ``xs`` (a (len(ts), len(xs)) tensor), for a heat map."""
     _mixture_1d(mix)
-    xs = xs.reshape(-1, 1).to(torch.float64)
+    _path(schedule)
+    xs = _checks.batch(xs, "xs").reshape(-1, 1).to(torch.float64)
     return torch.stack([noised_mixture(mix, schedule, t).log_prob(xs).exp() for t in ts])
 
 

@@ -103,6 +103,11 @@ def _bad_paths_calls():
         (lambda: pdm.crossing_nfe([1, 2, math.nan], sq_a, sq), ValueError, "each of nfe_a must be positive"),
         (lambda: pdm.crossing_nfe([1, 2], sq_a, sq), ValueError, "sq_a must have shape (len(nfe_a), batch)"),
         (lambda: pdm.crossing_nfe([1, 2, 4], sq_a, sq * math.nan), ValueError, "target_sq must be finite"),
+        (lambda: pdm.exact_velocity("mix", vp), TypeError, "mixture must be a toy.GaussianMixture"),
+        (lambda: pdm.dense_paths(toy.mixture_2d(), x, [0.0, 1.0]), TypeError, "lam must be a 1-D torch.Tensor"),
+        (lambda: pdm.dense_paths(toy.mixture_2d(), x, torch.tensor([1.0, 0.0])), ValueError,
+         "lam must be strictly increasing"),
+        (lambda: pdm.grid_to_zero("ve", 18, "karras"), TypeError, "schedule must be a diffnb.schedules.GaussianPath"),
     ]
 
 

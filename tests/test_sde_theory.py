@@ -270,6 +270,15 @@ def _bad_sde_theory_calls():
         (lambda: th.amplification(1.0, 1.0, 0.1, 1.0, math.inf), ValueError, "eta must be finite"),
         (lambda: th.amplification(1.0, 1.0, 0.1, torch.ones(2, dtype=torch.int64), 0.0), TypeError,
          "v must be a floating-point tensor"),
+        (lambda: th.summary([1.0, math.nan]), ValueError, "values must be finite"),
+        (lambda: th.summary(None), TypeError, "values must be a sequence"),
+        (lambda: th.density_map(MIX, "s", [0.5], torch.zeros(3, dtype=torch.float64)), TypeError,
+         "schedule must be a GaussianPath"),
+        (lambda: th.density_map(MIX, LINEAR, [0.5], [0.0, 1.0]), TypeError, "xs must be a torch.Tensor"),
+        (lambda: th.error_attribution("x", None, MIX, DISC, None, None, MIX), ValueError,
+         "kind must be 'ddpm', 'em' or 'exact'"),
+        (lambda: th.error_attribution("em", MIX.eps_model(DISC), MIX, DISC, t[:, None], t.flip(0) * 100, "q"),
+         TypeError, "target must be a 1-D toy.GaussianMixture"),
     ]
 
 
