@@ -47,6 +47,35 @@ def _at(x, t):
     return torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
 
 
+_ARRAYS = ("alphas", "alphas_cumprod", "alphas_cumprod_prev", "posterior_variance",
+           "sqrt_one_minus_alphas_cumprod")
+
+
+def _arrays(arrays):
+    """``arrays`` must be the namespace of ``seed003_arrays``."""
+    if not isinstance(arrays, SimpleNamespace) or not all(isinstance(getattr(arrays, k, None), torch.Tensor)
+                                                          for k in _ARRAYS):
+        raise TypeError(f"arrays must be the namespace made by seed003_arrays(schedule), got {type(arrays).__name__}")
+    return arrays
+
+
+def _eta(eta):
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)):
+        raise TypeError(f"eta must be a number, got {type(eta).__name__}")
+    if not (math.isfinite(eta) and eta >= 0):
+        raise ValueError(f"eta must be finite and >= 0, got {eta!r}")
+    return eta
+
+
+def _symbolic(v, name):
+    """A SymPy expression or an exact Python number (not a str, None or bool)."""
+    import sympy as sp
+
+    if isinstance(v, sp.Basic) or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        return v
+    raise TypeError(f"{name} must be a SymPy expression, got {type(v).__name__}")
+
+
 def _flag(as_written, name="as_written"):
     if not isinstance(as_written, bool):
         raise TypeError(f"{name} must be a bool, got {type(as_written).__name__}")
@@ -58,6 +87,7 @@ def seed000_ddpm(model, x_T, schedule, generator=None, as_written: bool = True):
     M = c_t x_t + sqrt(abar_{t-1}) beta_t / (1 - abar_t) x0_hat, where c_t is
     sqrt(abar_t)(1 - abar_{t-1})/(1 - abar_t) as written and sqrt(1 - beta_t)(1 - abar_{t-1})/(1 - abar_t)
     corrected (``samplers.ddpm`` on the full grid)."""
+    _checks.callable_(model, "model")
     _flag(as_written)
     s = _discrete(schedule)
     x = _checks.batch(x_T, "x_T")
@@ -76,6 +106,9 @@ def seed001_ddim(model, x_T, schedule, ts, eta: float = 1.0, generator=None, as_
     """Seed 001's final sampling formula on the grid ``ts``:
     x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - varsigma^2) eps_hat + varsigma^2 z as written,
     + varsigma z corrected (``samplers.ddim`` with the same ``eta``)."""
+    _checks.callable_(model, "model")
+    _checks.gaussian_path(schedule)
+    _eta(eta)
     _flag(as_written)
     x = _checks.batch(x_T, "x_T")
     ts = torch.as_tensor(ts, dtype=F64)
@@ -111,7 +144,9 @@ def seed003_ddpm(model, x_T, arrays, generator=None):
     """Seed 003's ``sample_ddpm`` applied for k = n - 1, ..., 0 (``model`` takes the book's time k + 1):
     mean = (x - (1 - a_k) eps_hat / st_k) / sqrt(a_k), then mean + sqrt(posterior_variance_k) z. With
     ``seed003_arrays(as_written=False)`` this is ``samplers.ddpm`` on the full grid."""
+    _checks.callable_(model, "model")
     x = _checks.batch(x_T, "x_T")
+    _arrays(arrays)
     for k in range(len(arrays.alphas) - 1, -1, -1):
         at = float(arrays.alphas[k])
         st = float(arrays.sqrt_one_minus_alphas_cumprod[k])
@@ -124,6 +159,21 @@ def seed003_ddpm(model, x_T, arrays, generator=None):
 def seed003_ddim_step(model, x, k, arrays, z, eta: float = 1.0):
     """Seed 003's ``sample_ddim(x, k, eta)`` with its fresh noise ``z`` passed in: one step from the
     book's time k + 1 to k (``alphas_cumprod_prev[k]`` fixes the target). Returns the new x."""
+    _checks.callable_(model, "model")
+    x = _checks.batch(x, "x")
+    _arrays(arrays)
+    n = len(arrays.alphas_cumprod)
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int index of arrays, got {type(k).__name__}")
+    if not 0 <= k < n:
+        raise ValueError(f"k must lie in [0, {n - 1}], got {k}")
+    if _checks.batch(z, "z").shape != x.shape:
+        raise ValueError(f"z must have x's shape {tuple(x.shape)}, got {tuple(z.shape)}")
+    return _ddim_step(model, x, k, arrays, z, _eta(eta))
+
+
+def _ddim_step(model, x, k, arrays, z, eta):
+    """``seed003_ddim_step`` without the argument checks (its loop checks them once)."""
     at, at_1 = float(arrays.alphas_cumprod[k]), float(arrays.alphas_cumprod_prev[k])
     sigma_t = eta * math.sqrt((1 - at_1) / (1 - at) * (1 - at / at_1))
     e = model(x, _at(x, k + 1))
@@ -135,9 +185,12 @@ def seed003_ddim_step(model, x, k, arrays, z, eta: float = 1.0):
 def seed003_ddim(model, x_T, arrays, eta: float = 1.0, generator=None):
     """Seed 003's ``sample_ddim`` applied for k = n - 1, ..., 0, as its experiment runs it: every
     step t -> t - 1, one call per step, fresh noise drawn as in ``diffnb.samplers``."""
+    _checks.callable_(model, "model")
     x = _checks.batch(x_T, "x_T")
+    _arrays(arrays)
+    _eta(eta)
     for k in range(len(arrays.alphas) - 1, -1, -1):
-        x = seed003_ddim_step(model, x, k, arrays, _noise(x, generator), eta)
+        x = _ddim_step(model, x, k, arrays, _noise(x, generator), eta)
     return x
 
 
@@ -148,6 +201,8 @@ def seed002_reverse_sde(model, x_T, schedule, ts, noise: bool = True, generator=
     increments, to separate what the noise does from what the drift does."""
     from .sde import drift_diffusion
 
+    _checks.callable_(model, "model")
+    _checks.gaussian_path(schedule)
     _flag(noise, "noise")
     x = _checks.batch(x_T, "x_T")
     ts = torch.as_tensor(ts, dtype=x.dtype)
@@ -208,7 +263,13 @@ def split_w1(samples, mixture, groups: int = 20):
     """W1 to a 1-D ``mixture`` of each of ``groups`` equal consecutive slices of ``samples`` (independent
     replicates when the samples are): ``(mean, 2 standard errors, values)``."""
     from .metrics import wasserstein_1d
+    from .toy import GaussianMixture
 
+    samples = _checks.batch(samples, "samples")
+    if not isinstance(mixture, GaussianMixture):
+        raise TypeError(f"mixture must be a toy.GaussianMixture, got {type(mixture).__name__}")
+    if mixture.dim != 1:
+        raise ValueError(f"mixture must be 1-D, got dim={mixture.dim}")
     _checks.positive_int(groups, "groups")
     if groups < 2 or samples.shape[0] % groups:
         raise ValueError(f"groups must be >= 2 and divide {samples.shape[0]}, got {groups}")
@@ -225,6 +286,11 @@ class Verdict:
     PER_LINE = 4
 
     def __init__(self, label, value, point):
+        if not isinstance(label, str):
+            raise TypeError(f"label must be a str, got {type(label).__name__}")
+        _symbolic(value, "value")
+        if not isinstance(point, dict):
+            raise TypeError(f"point must be a dict symbol -> exact value, got {type(point).__name__}")
         self.label, self.value, self.point = label, value, point
 
     def _point_latex(self):
@@ -270,6 +336,15 @@ def certify(label, wrong, right, point, relation=None, prove=None) -> Verdict:
     ``ValueError`` if the note's residual vanishes at ``point``."""
     from .symbolic.core import is_zero, nonzero_at
 
+    if not isinstance(label, str):
+        raise TypeError(f"label must be a str, got {type(label).__name__}")
+    _symbolic(wrong, "wrong")
+    for r in (right if isinstance(right, (list, tuple)) else [right]):
+        _symbolic(r, "right")
+    if not isinstance(point, dict):
+        raise TypeError(f"point must be a dict symbol -> exact value, got {type(point).__name__}")
+    if prove is not None:
+        _checks.callable_(prove, "prove")
     value = nonzero_at(wrong, point, relation)
     prove = prove or (lambda e: is_zero(e, relation))
     for r in (right if isinstance(right, (list, tuple)) else [right]):

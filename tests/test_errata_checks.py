@@ -1,6 +1,7 @@
 """diffnb.errata_checks: the notes' samplers as written and corrected, the 3M weighting, certify."""
 
 import math
+import re
 
 import pytest
 import sympy as sp
@@ -173,3 +174,57 @@ def test_bad_inputs():
         ec.multistep_pp3(RING_MODEL, torch.zeros(2, 2, dtype=F64), VP, VP.timesteps(4), d2_weight=True)
     with pytest.raises(ValueError, match="positive sigma"):
         ec.multistep_pp3(MODEL, X_T[:2], SCHED, torch.tensor([60.0, 30.0, 0.0], dtype=F64))
+
+
+# --- bad input is refused by name ------------------------------------------------------------------
+def _bad_errata_calls():
+    arrays = ec.seed003_arrays(SCHED, as_written=False)
+    x = X_T[:4]
+    a = sp.Symbol("a", positive=True)
+    return [
+        (lambda: ec.seed003_ddim_step(None, x, 3, arrays, x), TypeError, "model must be callable"),
+        (lambda: ec.seed003_ddim_step(MODEL, "x", 3, arrays, x), TypeError, "x must be a torch.Tensor"),
+        (lambda: ec.seed003_ddim_step(MODEL, x, 3.0, arrays, x), TypeError, "k must be an int"),
+        (lambda: ec.seed003_ddim_step(MODEL, x, 60, arrays, x), ValueError, "k must lie in [0, 59]"),
+        (lambda: ec.seed003_ddim_step(MODEL, x, 3, SCHED, x), TypeError, "arrays must be the namespace made by seed003_arrays"),
+        (lambda: ec.seed003_ddim_step(MODEL, x, 3, arrays, x[:2]), ValueError, "z must have x's shape"),
+        (lambda: ec.seed003_ddim_step(MODEL, x, 3, arrays, x * math.nan), ValueError, "z must be finite"),
+        (lambda: ec.seed003_ddim_step(MODEL, x, 3, arrays, x, eta=math.nan), ValueError, "eta must be finite"),
+        (lambda: ec.seed003_ddim(MODEL, X_T, None), TypeError, "arrays must be the namespace"),
+        (lambda: ec.seed003_ddim(MODEL, X_T, arrays, eta=-1.0), ValueError, "eta must be finite and >= 0"),
+        (lambda: ec.seed003_ddpm(MODEL, X_T, "arrays"), TypeError, "arrays must be the namespace"),
+        (lambda: ec.split_w1(None, MIX), TypeError, "samples must be a torch.Tensor"),
+        (lambda: ec.split_w1(X_T, "mix"), TypeError, "mixture must be a toy.GaussianMixture"),
+        (lambda: ec.split_w1(X_T, toy.mixture_2d()), ValueError, "mixture must be 1-D"),
+        (lambda: ec.Verdict(None, sp.Integer(1), {}), TypeError, "label must be a str"),
+        (lambda: ec.Verdict("E", "1", {}), TypeError, "value must be a SymPy expression"),
+        (lambda: ec.Verdict("E", sp.Integer(1), [a]), TypeError, "point must be a dict"),
+        (lambda: ec.certify(1, a - 1, a - a, {a: 2}), TypeError, "label must be a str"),
+        (lambda: ec.certify("E", "a - 1", a - a, {a: 2}), TypeError, "wrong must be a SymPy expression"),
+        (lambda: ec.certify("E", a - 1, [a - a, None], {a: 2}), TypeError, "right must be a SymPy expression"),
+        (lambda: ec.certify("E", a - 1, a - a, None), TypeError, "point must be a dict"),
+        (lambda: ec.certify("E", a - 1, a - a, {a: 2}, prove="yes"), TypeError, "prove must be callable"),
+        (lambda: ec.seed001_ddim(MODEL, X_T, "s", SCHED.timesteps(5)), TypeError, "schedule must be a diffnb"),
+        (lambda: ec.seed001_ddim(MODEL, X_T, SCHED, SCHED.timesteps(5), eta=math.nan), ValueError, "eta must be finite"),
+        (lambda: ec.seed002_reverse_sde(None, X_T, SCHED, SCHED.timesteps(5)), TypeError, "model must be callable"),
+        (lambda: ec.seed000_ddpm("m", X_T, SCHED), TypeError, "model must be callable"),
+    ]
+
+
+@pytest.mark.parametrize("k", range(len(_bad_errata_calls())))
+def test_bad_input_raises_naming_the_argument(k):
+    call, error, message = _bad_errata_calls()[k]
+    with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+def test_seed003_ddim_is_its_checked_step_applied_in_turn():
+    arrays = ec.seed003_arrays(SCHED, as_written=False)
+    g = torch.Generator().manual_seed(5)
+    x = X_T
+    for k in range(len(arrays.alphas) - 1, -1, -1):
+        x = ec.seed003_ddim_step(MODEL, x, k, arrays, torch.randn(X_T.shape, generator=g, dtype=F64), 0.5)
+    y = ec.seed003_ddim(MODEL, X_T, arrays, 0.5, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(x, y)
+    verdict = ec.certify("E", sp.Symbol("a") - 1, sp.Integer(0), {sp.Symbol("a"): 2})
+    assert verdict.value == 1 and verdict.label == "E"
