@@ -309,8 +309,8 @@ def _bad_dpm_demo_calls():
         (lambda: dpm_demo.paired_gap(x, x[:3], x), ValueError, "a, b and ref must have the same shape"),
         (lambda: dpm_demo.paired_gap(x[:1], x[:1], x[:1]), ValueError, "at least 2 points"),
         (lambda: dpm_demo.block_gap(cell, "b"), TypeError, "b must be a bakeoff.Cell"),
-        (lambda: dpm_demo.block_gap(cell, bakeoff.Cell("b", 10, 10, (1.0, math.nan))), ValueError,
-         "b.scores must be finite"),
+        (lambda: dpm_demo.block_gap(cell, bakeoff.Cell("b", 10, 10, (1.0,))), ValueError,
+         "a and b must hold the same number (>= 2) of block scores"),
     ]
 
 
