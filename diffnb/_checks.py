@@ -126,3 +126,17 @@ def choice(value, name: str, choices) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     return one_of(value, name, choices)
+
+
+def real_number(v, name: str) -> float:
+    """A finite real number: a Python number (not a bool) or a one-element floating tensor, as a float."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1 or v.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must be a number or a one-element floating tensor, got a tensor "
+                            f"of dtype {v.dtype} and shape {tuple(v.shape)}")
+        v = float(v)
+    elif isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    return float(v)

@@ -40,20 +40,6 @@ def _symbols(S):
     return S
 
 
-def _scalar(v, name: str) -> float:
-    """A finite real number: a Python number or a one-element floating tensor, as a float."""
-    if isinstance(v, torch.Tensor):
-        if v.numel() != 1 or v.dtype not in _checks.FLOAT_DTYPES:
-            raise TypeError(f"{name} must be a number or a one-element floating tensor, got a tensor "
-                            f"of dtype {v.dtype} and shape {tuple(v.shape)}")
-        v = float(v)
-    elif isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v!r}")
-    return float(v)
-
-
 def _values(v, name: str) -> torch.Tensor:
     """Replicate values (a number, a sequence of numbers or a tensor) as a finite float64 tensor."""
     if v is None or isinstance(v, (str, bytes, dict)) or isinstance(v, bool):
@@ -111,7 +97,7 @@ def update_parts(mixture, schedule, x_t, t: float, s: float, eta: float, z) -> d
     _mixture(mixture)
     _checks.gaussian_path(schedule)
     x_t = _checks.batch(x_t, "x_t")
-    _scalar(t, "t"), _scalar(s, "s")
+    _checks.real_number(t, "t"), _checks.real_number(s, "s")
     if _checks.batch(z, "z").shape != x_t.shape:
         raise ValueError(f"z must have x_t's shape {tuple(x_t.shape)}, got {tuple(z.shape)}")
     t, s = torch.tensor(float(t), dtype=F64), torch.tensor(float(s), dtype=F64)
@@ -172,7 +158,7 @@ def kernel_closed_form(schedule, t, s, vs):
     c_s = sqrt((1 - abar_t)(1 - abar_s - vs^2))/(1 - abar_s), c_0 = sqrt(abar_t) - sqrt(abar_s) c_s,
     v = (1 - abar_t) vs^2 / (1 - abar_s). Returns ``(c_s, c_0, v)`` as floats."""
     _checks.gaussian_path(schedule)
-    if _scalar(vs, "vs") < 0:
+    if _checks.real_number(vs, "vs") < 0:
         raise ValueError(f"vs must be >= 0, got {float(vs)!r}")
     a_t, a_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s))
     if not a_s < 1:
@@ -249,7 +235,7 @@ def w1_replicates(x, mixture, R: int, n_grid: int = 20_001) -> torch.Tensor:
 
 def band(values, q: float = 0.9):
     """``(mean, lo, hi)``: the mean and the central ``q`` quantile band of replicate values."""
-    if not 0 < _scalar(q, "q") < 1:
+    if not 0 < _checks.real_number(q, "q") < 1:
         raise ValueError(f"q must lie in (0, 1), got {q!r}")
     if _values(values, "values").numel() == 0:
         raise ValueError("values must hold at least one number")
@@ -281,7 +267,7 @@ def table1(model, schedule, mixture, x_T, R, steps, etas, seed: int = 0):
     _checks.batch(x_T, "x_T")
     _checks.positive_int(R, "R")
     for e in etas:
-        if _scalar(e, "each of etas") < 0:
+        if _checks.real_number(e, "each of etas") < 0:
             raise ValueError(f"each of etas must be >= 0, got {e!r}")
     rows = [f"eta = {e:g}" for e in etas] + ["sigma-hat"]
     out = SimpleNamespace(w1={row: [] for row in rows}, final={}, at_1={})
@@ -310,7 +296,7 @@ def off_support(x, mixture, alpha=1.0, sigma=0.0, k: float = 4.0) -> float:
     mixture noised to (alpha, sigma): each component N(alpha m, alpha^2 s^2 + sigma^2)."""
     x = _checks.batch(x, "x")
     _mixture(mixture, one_d=True)
-    _scalar(alpha, "alpha"), _scalar(sigma, "sigma")
+    _checks.real_number(alpha, "alpha"), _checks.real_number(sigma, "sigma")
     _checks.positive_number(k, "k")
     centre = alpha * mixture.means[:, 0]
     std = torch.sqrt(alpha**2 * mixture.stds[:, 0] ** 2 + sigma**2)

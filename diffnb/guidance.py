@@ -27,7 +27,6 @@ probability-flow ODE of that model.
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -39,20 +38,6 @@ __all__ = ["cfg_model", "classifier_guidance_model", "dynamic_threshold", "stati
 THRESHOLDINGS = (None, "static", "dynamic")
 
 
-def _scale(scale, name="scale") -> float:
-    """A finite real number (a Python number or a one-element floating tensor), as a float."""
-    if isinstance(scale, torch.Tensor):
-        if scale.numel() != 1 or not scale.is_floating_point():
-            raise TypeError(f"{name} must be a number, got a tensor of dtype {scale.dtype} "
-                            f"and shape {tuple(scale.shape)}")
-        scale = float(scale)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(scale).__name__}")
-    if not math.isfinite(scale):
-        raise ValueError(f"{name} must be finite, got {scale!r}")
-    return float(scale)
-
-
 def cfg_model(model_uncond, model_cond, scale):
     """Classifier-free guidance: ``model(x, t) = eps_u + scale (eps_c - eps_u)``.
 
@@ -60,7 +45,7 @@ def cfg_model(model_uncond, model_cond, scale):
     network called without and with the condition). Each guided call costs one call of each."""
     _checks.callable_(model_uncond, "model_uncond")
     _checks.callable_(model_cond, "model_cond")
-    w = _scale(scale)
+    w = _checks.real_number(scale, "scale")
 
     def model(x, t):
         eps_u = model_uncond(x, t)
@@ -80,7 +65,7 @@ def classifier_guidance_model(model, log_prob_grad, scale, schedule):
     _checks.callable_(model, "model")
     _checks.callable_(log_prob_grad, "log_prob_grad")
     _checks.gaussian_path(schedule)
-    w = _scale(scale)
+    w = _checks.real_number(scale, "scale")
 
     def guided(x, t):
         grad = _checks.model_output(log_prob_grad(x, t), x, "log_prob_grad(x, t)")

@@ -44,19 +44,6 @@ def _mixture(mix, name: str = "mix", one_d: bool = False) -> GaussianMixture:
     return mix
 
 
-def _real(v, name: str) -> float:
-    """A finite real number: a Python number or a one-element floating tensor, as a float."""
-    if isinstance(v, torch.Tensor):
-        if v.numel() != 1 or v.dtype not in _checks.FLOAT_DTYPES:
-            raise TypeError(f"{name} must be a number, got a tensor of dtype {v.dtype} and shape {tuple(v.shape)}")
-        v = float(v)
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v!r}")
-    return float(v)
-
-
 def _tilted(p, name: str = "p_s") -> "Tilted1D":
     if not isinstance(p, Tilted1D):
         raise TypeError(f"{name} must be a Tilted1D (from tilted_1d), got {type(p).__name__}")
@@ -111,7 +98,7 @@ def log_tilted(mix: GaussianMixture, c: int, scale, x) -> torch.Tensor:
     """log p(x) + scale log p(c | x) at t = 0 (unnormalised log p_s(x | c)), shape (n,)."""
     _mixture(mix)
     mix.conditional(c)  # checks c
-    _real(scale, "scale")
+    _checks.real_number(scale, "scale")
     _checks.batch(x, "x")
     return mix.log_prob(x) + scale * mix.class_posterior(x, 1.0, 0.0, log=True)[:, c]
 
@@ -122,8 +109,8 @@ class Tilted1D:
 
     def __init__(self, mix, c, scale, lo, hi, n_grid):
         _mixture(mix, one_d=True)
-        _real(scale, "scale")
-        if not _real(lo, "lo") < _real(hi, "hi"):
+        _checks.real_number(scale, "scale")
+        if not _checks.real_number(lo, "lo") < _checks.real_number(hi, "hi"):
             raise ValueError(f"lo must be below hi, got lo={lo!r}, hi={hi!r}")
         _checks.positive_int(n_grid, "n_grid", minimum=2)
         self.scale = float(scale)
@@ -167,7 +154,7 @@ def sample_tilted(mix: GaussianMixture, c: int, scale, n: int, generator=None) -
     acceptance p(c | x0)^(s - 1), for 0 <= s < 1 from p(x0) with acceptance p(c | x0)^s
     (p(x0) p(c | x0)^s is proportional to p(x0 | c) p(c | x0)^(s - 1))."""
     _mixture(mix)
-    _real(scale, "scale")
+    _checks.real_number(scale, "scale")
     _checks.positive_int(n, "n")
     if not scale >= 0:
         raise ValueError(f"scale must be >= 0 for rejection sampling, got {scale}")
@@ -196,7 +183,7 @@ def ode_quantiles_1d(model, schedule, n: int = 500, t_end: float = 0.0):
     u-quantile of the endpoint law: no Monte Carlo error, only the solver's."""
     _checks.callable_(model, "model")
     _checks.gaussian_path(schedule)
-    _real(t_end, "t_end")
+    _checks.real_number(t_end, "t_end")
     u, x_T = normal_quantiles(n)
     x0 = sde.reference_ode_solve(model, x_T, schedule, schedule.t_max, t_end)
     return u, x0[:, 0]
@@ -289,7 +276,7 @@ def path_constants(mix: GaussianMixture, schedule, c: int, scale, x_T, steps: in
     of alpha d x0_hat/d x (contraction where negative)."""
     _mixture(mix)
     _checks.gaussian_path(schedule)
-    _real(scale, "scale")
+    _checks.real_number(scale, "scale")
     x_T = _checks.batch(x_T, "x_T")
     _checks.positive_int(steps, "steps")
     _checks.positive_number(t_end, "t_end")
@@ -323,8 +310,8 @@ def noised_score_1d(tilted: Tilted1D, alpha: float, sigma: float, x) -> torch.Te
     """The score of p_s(x0 | c) noised to (alpha, sigma), at points x (n,), by quadrature over the grid:
     E[(alpha x0 - x) / sigma^2 | x_t = x] under the posterior p_s(x0) N(x; alpha x0, sigma^2)."""
     _tilted(tilted, "tilted")
-    _real(alpha, "alpha")
-    if not _real(sigma, "sigma") > 0:
+    _checks.real_number(alpha, "alpha")
+    if not _checks.real_number(sigma, "sigma") > 0:
         raise ValueError(f"sigma must be positive (the score divides by sigma^2), got {sigma!r}")
     if x is None or isinstance(x, (str, bytes, bool)):
         raise TypeError(f"x must be points (a tensor, a sequence of numbers or a number), got {type(x).__name__}")

@@ -48,3 +48,17 @@ def test_flag_and_choice():
         _checks.choice(None, "opt", ("a", "b"))
     with pytest.raises(ValueError, match=r"opt must be one of \['a', 'b'\], got 'c'"):
         _checks.choice("c", "opt", ("a", "b"))
+
+
+def test_real_number_takes_numbers_and_one_element_tensors_only():
+    from diffnb._checks import real_number
+
+    assert real_number(2, "w") == 2.0 and real_number(torch.tensor([0.5]), "w") == 0.5
+    with pytest.raises(TypeError, match="w must be a number, got bool"):
+        real_number(True, "w")
+    with pytest.raises(TypeError, match="one-element floating tensor"):
+        real_number(torch.ones(2), "w")
+    with pytest.raises(TypeError, match="one-element floating tensor"):
+        real_number(torch.tensor(1), "w")
+    with pytest.raises(ValueError, match="w must be finite"):
+        real_number(float("inf"), "w")
