@@ -161,16 +161,6 @@ def form_orders(names=None, P=None):
 
 
 # --- the multistep step with a chosen second-derivative weight; explicit noise for the SDE ----------
-def _phi(k, z):
-    """phi_k(z) for a Python float z (a 25-term series for |z| < 1, else the closed form)."""
-    if abs(z) < 1:
-        return sum(z**m / math.factorial(m + k) for m in range(25))
-    out = math.expm1(z) / z
-    for j in range(1, k):
-        out = (out - 1 / math.factorial(j)) / z
-    return out
-
-
 def _solve(A, b):
     """Gaussian elimination with partial pivoting for a small dense system (lists of floats)."""
     n = len(b)
@@ -191,9 +181,9 @@ def _vandermonde_weights(H, z, fracs, midpoint, d2_weight):
     """w = H V^{-T} b with V_{jn} = fracs_j^n and b_n = n! phi_{n+1}(z) (b_1 = phi_1(z)/2 if
     ``midpoint``; b_2 scaled by ``d2_weight``)."""
     q = len(fracs)
-    b = [math.factorial(n) * _phi(n + 1, z) for n in range(q)]
+    b = [math.factorial(n) * float(phi(n + 1, z)) for n in range(q)]
     if midpoint:
-        b[1] = _phi(1, z) / 2
+        b[1] = float(phi(1, z)) / 2
     if q == 3:
         b[2] *= d2_weight
     VT = [[f**n for f in fracs] for n in range(q)]

@@ -36,6 +36,7 @@ import torch
 
 from . import _checks
 from ._sampling import _start, grid_scales, predict_eps
+from .dpm_solver import phi
 from .forward import x0_from_eps
 
 __all__ = ["unipc", "unipc_coefficients", "B_h", "VARIANTS", "ORDERS", "unipc_orders"]
@@ -49,16 +50,6 @@ def B_h(h: float, variant: str) -> float:
     """B(h) of the variant: h ("bh1") or 1 - e^{-h} ("bh2")."""
     _checks.choice(variant, "variant", VARIANTS)
     return float(h) if variant == "bh1" else -math.expm1(-float(h))
-
-
-def _phi(k: int, z: float) -> float:
-    """phi_k(z) for a Python float (the same series / closed form as ``diffnb.dpm_solver.phi``)."""
-    if abs(z) < 1:
-        return sum(z**m / math.factorial(m + k) for m in range(31))
-    out = math.expm1(z) / z
-    for j in range(1, k):
-        out = (out - 1 / math.factorial(j)) / z
-    return out
 
 
 def unipc_coefficients(h, rks, variant: str = "bh2", simplified: bool = True):
@@ -75,7 +66,7 @@ def unipc_coefficients(h, rks, variant: str = "bh2", simplified: bool = True):
     r = [*(float(v) for v in rks), 1.0]
     p = len(r)
     B = B_h(h, variant)
-    g = [math.factorial(n) * h * _phi(n + 1, -h) / B for n in range(1, p + 1)]
+    g = [math.factorial(n) * h * float(phi(n + 1, -h)) / B for n in range(1, p + 1)]
     R = np.array([[rk**n for rk in r] for n in range(p)])
     a = list(np.linalg.solve(R[:-1, :-1], g[:-1])) if p > 1 else []
     c = list(np.linalg.solve(R, g))
