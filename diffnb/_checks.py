@@ -140,3 +140,12 @@ def real_number(v, name: str) -> float:
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v!r}")
     return float(v)
+
+
+def has_methods(obj, name: str, methods, what: str):
+    """``obj`` must have each of ``methods`` as a callable attribute (duck typing, e.g. a diffusers
+    scheduler); ``what`` says what was expected, e.g. "a diffusers scheduler"."""
+    for method in methods:
+        if not callable(getattr(obj, method, None)):
+            raise TypeError(f"{name} must have a {method}() method ({what}), got {type(obj).__name__}")
+    return obj

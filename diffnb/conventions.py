@@ -99,10 +99,7 @@ def diffusers_loop(scheduler, model, x_T, num_inference_steps: int, generator=No
     _checks.callable_(model, "model")
     x = _checks.batch(x_T, "x_T")
     _checks.positive_int(num_inference_steps, "num_inference_steps")
-    for name in ("set_timesteps", "step"):
-        if not callable(getattr(scheduler, name, None)):
-            raise TypeError(f"scheduler must have a {name}() method (a diffusers scheduler), "
-                            f"got {type(scheduler).__name__}")
+    _checks.has_methods(scheduler, "scheduler", ("set_timesteps", "step"), "a diffusers scheduler")
     scheduler.set_timesteps(num_inference_steps)
     if noises is not None and len(noises) != len(scheduler.timesteps):
         raise ValueError(f"noises must hold one tensor per step ({len(scheduler.timesteps)}), got {len(noises)}")

@@ -67,10 +67,7 @@ def orders_used(scheduler, run) -> list[int]:
     (``MULTISTEP_UPDATES``); the methods are restored afterwards."""
     if not callable(run):
         raise TypeError(f"run must be callable, got {type(run).__name__}")
-    for name in MULTISTEP_UPDATES:
-        if not callable(getattr(scheduler, name, None)):
-            raise TypeError(f"scheduler must have a {name}() method (a DPMSolverMultistepScheduler), "
-                            f"got {type(scheduler).__name__}")
+    _checks.has_methods(scheduler, "scheduler", MULTISTEP_UPDATES, "a DPMSolverMultistepScheduler")
     used, saved = [], {}
     own = {name: scheduler.__dict__[name] for name in MULTISTEP_UPDATES if name in vars(scheduler)}
     for order, name in enumerate(MULTISTEP_UPDATES, start=1):
@@ -208,10 +205,7 @@ def sigma_loop(scheduler, model, y_T, num_inference_steps: int, book_time=lambda
     _checks.callable_(model, "model")
     y = _checks.batch(y_T, "y_T")
     _checks.positive_int(num_inference_steps, "num_inference_steps")
-    for name in ("set_timesteps", "step"):
-        if not callable(getattr(scheduler, name, None)):
-            raise TypeError(f"scheduler must have a {name}() method (a diffusers scheduler), "
-                            f"got {type(scheduler).__name__}")
+    _checks.has_methods(scheduler, "scheduler", ("set_timesteps", "step"), "a diffusers scheduler")
     scale = getattr(scheduler, "scale_model_input", lambda sample, tau: sample)  # flow matching has none
     scheduler.set_timesteps(num_inference_steps)
     for tau in scheduler.timesteps:

@@ -62,3 +62,17 @@ def test_real_number_takes_numbers_and_one_element_tensors_only():
         real_number(torch.tensor(1), "w")
     with pytest.raises(ValueError, match="w must be finite"):
         real_number(float("inf"), "w")
+
+
+def test_has_methods_names_the_missing_method():
+    from diffnb._checks import has_methods
+
+    class Scheduler:
+        def step(self):
+            pass
+
+    s = Scheduler()
+    assert has_methods(s, "scheduler", ("step",), "a scheduler") is s
+    with pytest.raises(TypeError, match=r"scheduler must have a set_timesteps\(\) method \(a scheduler\), "
+                                        r"got Scheduler"):
+        has_methods(s, "scheduler", ("step", "set_timesteps"), "a scheduler")
